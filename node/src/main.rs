@@ -1,0 +1,2 @@
+//! tiermesh
+fn main() {}
