@@ -1,1 +1,12 @@
-//! placeholder
+//! The TierMesh domain, sans-IO: regions and the tier tree, the national data standard, the query
+//! language, and aggregation over a node's columnar image.
+//!
+//! Invariant: nothing here touches a socket, a clock, a file or a random source; the caller
+//! passes time and randomness in.
+
+pub mod date;
+pub mod image;
+pub mod record;
+pub mod region;
+pub mod schema;
+pub mod standard;

@@ -1,0 +1,276 @@
+//! The columnar image of a node's tables: one vector per queryable column, dictionary-coded,
+//! kept in step with the stored rows and rebuilt from them at start.
+//!
+//! Rows live in slots. An upsert overwrites its slot in place, a removal clears the slot's
+//! `alive` flag; slots are never reused, so a slot number stays valid for the image's life.
+//! Personal columns (names, ID numbers, phones) are not kept here, except each person's birth
+//! date, which only `age`/`age_band` may read.
+
+use std::collections::HashMap;
+
+use crate::record::{Household, HouseholdId, IdNumber, Person};
+
+/// Code used in a dictionary-coded column for a null cell.
+pub const NULL_CODE: u32 = u32::MAX;
+/// Value of `exit_year` for a null cell.
+pub const NULL_YEAR: u16 = 0;
+
+/// Distinct strings of one text column, each with a dense code in first-seen order.
+#[derive(Clone, Debug, Default)]
+pub struct Dictionary {
+    values: Vec<String>,
+    codes: HashMap<String, u32>,
+}
+
+impl Dictionary {
+    /// The code of `value`, adding it when new.
+    pub fn intern(&mut self, value: &str) -> u32 {
+        if let Some(code) = self.codes.get(value) {
+            return *code;
+        }
+        let code = self.values.len() as u32;
+        self.values.push(value.to_string());
+        self.codes.insert(value.to_string(), code);
+        code
+    }
+
+    /// The code of `value` if present.
+    pub fn code(&self, value: &str) -> Option<u32> {
+        self.codes.get(value).copied()
+    }
+
+    /// The string for `code`.
+    pub fn value(&self, code: u32) -> Option<&str> {
+        self.values.get(code as usize).map(String::as_str)
+    }
+
+    /// Every value, in code order.
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+}
+
+/// The queryable columns of `households`, one entry per slot.
+#[derive(Clone, Debug, Default)]
+pub struct HouseholdColumns {
+    pub alive: Vec<bool>,
+    pub household_id: Vec<u64>,
+    pub region_code: Vec<u64>,
+    pub members: Vec<u8>,
+    pub cause: Vec<u8>,
+    pub status: Vec<u8>,
+    pub registered_year: Vec<u16>,
+    /// `NULL_YEAR` when null.
+    pub exit_year: Vec<u16>,
+    /// Fen.
+    pub income_per_capita: Vec<i64>,
+    pub housing_safe: Vec<bool>,
+    pub water_safe: Vec<bool>,
+    pub medical_insured: Vec<bool>,
+    /// Codes into `cadre_ids`.
+    pub cadre_id: Vec<u32>,
+    pub industry: Vec<u8>,
+    pub relocated: Vec<bool>,
+    /// Codes into `relocation_sites`, `NULL_CODE` when null.
+    pub relocation_site: Vec<u32>,
+    pub cadre_ids: Dictionary,
+    pub relocation_sites: Dictionary,
+    /// Live persons stored for the household (for `members-mismatch`).
+    pub persons_stored: Vec<u16>,
+    /// The head's ID number, packed; personal: only the import's head check reads it, never a query.
+    pub head_id: Vec<u64>,
+}
+
+/// The queryable columns of `persons`, one entry per slot.
+#[derive(Clone, Debug, Default)]
+pub struct PersonColumns {
+    pub alive: Vec<bool>,
+    /// The slot of the person's household in `HouseholdColumns`.
+    pub household_slot: Vec<u32>,
+    pub relation: Vec<u8>,
+    pub gender: Vec<u8>,
+    /// Days since 1970-01-01; personal, read only through `age`/`age_band`.
+    pub birth_date: Vec<i32>,
+    pub education: Vec<u8>,
+    pub health: Vec<u8>,
+    pub labor: Vec<u8>,
+    pub in_school: Vec<bool>,
+    pub employed: Vec<bool>,
+}
+
+/// A node's tables in columnar form.
+#[derive(Clone, Debug, Default)]
+pub struct Image {
+    pub households: HouseholdColumns,
+    pub persons: PersonColumns,
+    household_slots: HashMap<HouseholdId, u32>,
+    person_slots: HashMap<IdNumber, u32>,
+    households_alive: usize,
+    persons_alive: usize,
+    /// The storage sequence number the image reflects.
+    pub data_version: u64,
+}
+
+impl Image {
+    /// An empty image.
+    pub fn new() -> Image {
+        Image::default()
+    }
+
+    /// Live households.
+    pub fn households_len(&self) -> usize {
+        self.households_alive
+    }
+
+    /// Live persons.
+    pub fn persons_len(&self) -> usize {
+        self.persons_alive
+    }
+
+    /// The slot of a live household.
+    pub fn household_slot(&self, id: HouseholdId) -> Option<u32> {
+        self.household_slots.get(&id).copied()
+    }
+
+    /// True when the household is stored.
+    pub fn has_household(&self, id: HouseholdId) -> bool {
+        self.household_slots.contains_key(&id)
+    }
+
+    /// The household a stored person belongs to.
+    pub fn person_household(&self, id: IdNumber) -> Option<HouseholdId> {
+        let slot = *self.person_slots.get(&id)?;
+        let household_slot = self.persons.household_slot[slot as usize];
+        Some(HouseholdId(self.households.household_id[household_slot as usize]))
+    }
+
+    /// Live persons stored for a household.
+    pub fn persons_stored(&self, id: HouseholdId) -> u16 {
+        self.household_slot(id)
+            .map_or(0, |slot| self.households.persons_stored[slot as usize])
+    }
+
+    /// Inserts or replaces a household.
+    pub fn upsert_household(&mut self, row: &Household) {
+        let cadre = self.households.cadre_ids.intern(&row.cadre_id);
+        let site = row
+            .relocation_site
+            .as_deref()
+            .map_or(NULL_CODE, |site| self.households.relocation_sites.intern(site));
+        let columns = &mut self.households;
+        let slot = match self.household_slots.get(&row.household_id) {
+            Some(slot) => *slot as usize,
+            None => {
+                let slot = columns.alive.len();
+                columns.alive.push(true);
+                columns.household_id.push(0);
+                columns.region_code.push(0);
+                columns.members.push(0);
+                columns.cause.push(0);
+                columns.status.push(0);
+                columns.registered_year.push(0);
+                columns.exit_year.push(NULL_YEAR);
+                columns.income_per_capita.push(0);
+                columns.housing_safe.push(false);
+                columns.water_safe.push(false);
+                columns.medical_insured.push(false);
+                columns.cadre_id.push(0);
+                columns.industry.push(0);
+                columns.relocated.push(false);
+                columns.relocation_site.push(NULL_CODE);
+                columns.persons_stored.push(0);
+                columns.head_id.push(0);
+                self.household_slots.insert(row.household_id, slot as u32);
+                self.households_alive += 1;
+                slot
+            }
+        };
+        columns.household_id[slot] = row.household_id.0;
+        columns.region_code[slot] = row.region_code.value();
+        columns.members[slot] = row.members;
+        columns.cause[slot] = row.cause.code();
+        columns.status[slot] = row.status.code();
+        columns.registered_year[slot] = row.registered_year;
+        columns.exit_year[slot] = row.exit_year.unwrap_or(NULL_YEAR);
+        columns.income_per_capita[slot] = row.income_per_capita;
+        columns.housing_safe[slot] = row.housing_safe;
+        columns.water_safe[slot] = row.water_safe;
+        columns.medical_insured[slot] = row.medical_insured;
+        columns.cadre_id[slot] = cadre;
+        columns.industry[slot] = row.industry.code();
+        columns.relocated[slot] = row.relocated;
+        columns.relocation_site[slot] = site;
+        columns.head_id[slot] = row.head_id.0;
+    }
+
+    /// The stored head ID of a household.
+    pub fn head_id(&self, id: HouseholdId) -> Option<IdNumber> {
+        let slot = self.household_slot(id)?;
+        Some(IdNumber(self.households.head_id[slot as usize]))
+    }
+
+    /// Inserts or replaces a person. Returns false (and changes nothing) when the person's
+    /// household is not in the image: storage guarantees it is.
+    pub fn upsert_person(&mut self, row: &Person) -> bool {
+        let Some(household_slot) = self.household_slot(row.household_id) else {
+            return false;
+        };
+        let columns = &mut self.persons;
+        let slot = match self.person_slots.get(&row.person_id) {
+            Some(slot) => {
+                let slot = *slot as usize;
+                let previous = columns.household_slot[slot] as usize;
+                self.households.persons_stored[previous] -= 1;
+                slot
+            }
+            None => {
+                let slot = columns.alive.len();
+                columns.alive.push(true);
+                columns.household_slot.push(0);
+                columns.relation.push(0);
+                columns.gender.push(0);
+                columns.birth_date.push(0);
+                columns.education.push(0);
+                columns.health.push(0);
+                columns.labor.push(0);
+                columns.in_school.push(false);
+                columns.employed.push(false);
+                self.person_slots.insert(row.person_id, slot as u32);
+                self.persons_alive += 1;
+                slot
+            }
+        };
+        self.households.persons_stored[household_slot as usize] += 1;
+        columns.household_slot[slot] = household_slot;
+        columns.relation[slot] = row.relation.code();
+        columns.gender[slot] = row.gender.code();
+        columns.birth_date[slot] = row.birth_date.days();
+        columns.education[slot] = row.education.code();
+        columns.health[slot] = row.health.code();
+        columns.labor[slot] = row.labor.code();
+        columns.in_school[slot] = row.in_school;
+        columns.employed[slot] = row.employed;
+        true
+    }
+
+    /// Removes a household and the given persons (its members, as storage found them).
+    pub fn remove_household(&mut self, id: HouseholdId, persons: &[IdNumber]) -> bool {
+        for person in persons {
+            if let Some(slot) = self.person_slots.remove(person) {
+                let slot = slot as usize;
+                self.persons.alive[slot] = false;
+                let household_slot = self.persons.household_slot[slot] as usize;
+                self.households.persons_stored[household_slot] -= 1;
+                self.persons_alive -= 1;
+            }
+        }
+        match self.household_slots.remove(&id) {
+            Some(slot) => {
+                self.households.alive[slot as usize] = false;
+                self.households_alive -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}

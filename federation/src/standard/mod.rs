@@ -1,0 +1,3 @@
+//! The national data standard: validation of CSV cells into typed records, hard rules and screens.
+
+pub mod id_number;
