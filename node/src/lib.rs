@@ -1,1 +1,26 @@
-//! placeholder
+//! The TierMesh node: its directory and configuration, import, queries, synthetic data and
+//! benchmarks. The binary `tiermesh` is a thin command line over this library.
+//!
+//! Invariant: this is the only crate that reads the clock, draws randomness or (later) opens
+//! sockets; it hands time and randomness to `federation` and `crypto` as arguments.
+
+pub mod bench;
+pub mod config;
+pub mod gen;
+pub mod import;
+pub mod output;
+
+/// Exit code: everything asked for was done.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the import finished but some rows were rejected (see the rejects file).
+pub const EXIT_REJECTED: i32 = 1;
+/// Exit code: a fatal error; nothing further was done (rows already reported as stored stay).
+pub const EXIT_FATAL: i32 = 2;
+
+/// Today's date from the system clock (UTC).
+pub fn today() -> tiermesh_federation::date::Date {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    tiermesh_federation::date::Date::from_days((seconds / 86_400) as i32)
+}

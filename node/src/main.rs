@@ -1,2 +1,277 @@
-//! tiermesh
-fn main() {}
+//! `tiermesh`: the command line of a TierMesh node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tiermesh::config::NodeDir;
+use tiermesh::import::{import, ImportOptions};
+use tiermesh::output::{render, Format};
+use tiermesh::{bench, gen, EXIT_FATAL, EXIT_OK, EXIT_REJECTED};
+use tiermesh_federation::date::Date;
+use tiermesh_federation::record::HouseholdId;
+use tiermesh_federation::region::RegionCode;
+use tiermesh_storage::StoreOptions;
+
+/// TierMesh: every administrative tier keeps its own poverty-alleviation records; aggregate
+/// questions travel, records do not.
+#[derive(Parser, Debug)]
+#[command(name = "tiermesh", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a node directory: node.toml, a new Ed25519 node key (mode 0600), an empty database.
+    Init {
+        /// The node directory to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The region the node keeps records for: a 12-digit code (province, prefecture, county
+        /// or township), e.g. 520102000000.
+        #[arg(long)]
+        region: String,
+        /// A human name for the node.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Import CSV files of households and persons (any order; the table is read from the header).
+    ///
+    /// Rejected rows go to FILE.rejects.csv and warnings to FILE.warnings.csv, next to each file
+    /// (or in --report-dir). A rejects file can be corrected in a spreadsheet and imported again.
+    /// Exit codes: 0 every row stored, 1 some rows rejected (the rest stored), 2 fatal error.
+    Import {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validate and report only; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Reference date of the age-based screens (YYYY-MM-DD); default today.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Folder for the rejects and warnings files; default beside each input file.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// Do not draw a progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// After every durable write print `committed FILE through line N` on stdout.
+        #[arg(long)]
+        log_commits: bool,
+        /// Rows per durable write batch.
+        #[arg(long, default_value_t = tiermesh::import::BATCH_ROWS_DEFAULT)]
+        batch_rows: usize,
+        /// CSV files of the data standard.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Remove households, with all their persons. Visible to the next query.
+    Remove {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// 16-digit household ids.
+        #[arg(long = "household", required = true, num_args = 1..)]
+        households: Vec<String>,
+    },
+    /// Ask an aggregate question of this node's own data.
+    Query {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The query, e.g. "SELECT cause, COUNT(*) FROM households GROUP BY cause".
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Reference date for age() and age_band() (YYYY-MM-DD); default today.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Generate valid synthetic data: OUT/<county code>/{households,persons}.csv.
+    Gen {
+        /// The region to fill: national (000000000000), a province, a prefecture or a county.
+        #[arg(long)]
+        region: String,
+        /// Number of households in all.
+        #[arg(long)]
+        households: u64,
+        /// Seed: the same seed gives the same files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The "today" of the data (YYYY-MM-DD); default today.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Benchmarks; build with --release for meaningful figures.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// One node: generate data, import it, and time the local queries.
+    Local(bench::LocalOptions),
+}
+
+fn parse_date(text: Option<&str>, what: &str) -> Result<Date> {
+    match text {
+        None => Ok(tiermesh::today()),
+        Some(text) => Date::parse_iso(text)
+            .with_context(|| format!("{what} '{text}' is not a date written YYYY-MM-DD")),
+    }
+}
+
+fn parse_region(text: &str) -> Result<RegionCode> {
+    text.parse()
+        .with_context(|| format!("--region '{text}' is not a region code"))
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Init { dir, region, name } => {
+            let node = NodeDir::init(&dir, parse_region(&region)?, name.as_deref())?;
+            println!(
+                "created {} node '{}' for region {} in {}\npublic key {}",
+                node.config.tier,
+                node.config.name,
+                node.config.region,
+                dir.display(),
+                node.config.public_key
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Import {
+            dir,
+            dry_run,
+            as_of,
+            report_dir,
+            quiet,
+            log_commits,
+            batch_rows,
+            files,
+        } => {
+            let node = NodeDir::open(&dir)?;
+            let today = tiermesh::today();
+            let options = ImportOptions {
+                files,
+                dry_run,
+                today,
+                as_of: parse_date(as_of.as_deref(), "--as-of")?,
+                report_dir,
+                progress: !quiet,
+                log_commits,
+                batch_rows,
+            };
+            if let Some(report_dir) = &options.report_dir {
+                std::fs::create_dir_all(report_dir)
+                    .with_context(|| format!("creating {}", report_dir.display()))?;
+            }
+            let mut store = node.open_store(&StoreOptions::default())?;
+            let report = import(&mut store, node.config.region_code()?, &options)?;
+            for file in &report.files {
+                let mut line = format!(
+                    "{}: {} rows, {} {}, {} rejected, {} warnings",
+                    file.path.display(),
+                    file.rows,
+                    file.stored,
+                    if report.dry_run { "valid" } else { "stored" },
+                    file.rejected,
+                    file.warnings
+                );
+                for path in [&file.rejects_file, &file.warnings_file].into_iter().flatten() {
+                    line.push_str(&format!(" -> {}", path.display()));
+                }
+                eprintln!("{line}");
+            }
+            println!("{}", report.summary_line());
+            Ok(if report.rejected() > 0 { EXIT_REJECTED } else { EXIT_OK })
+        }
+        Command::Remove { dir, households } => {
+            let node = NodeDir::open(&dir)?;
+            let mut ids = Vec::with_capacity(households.len());
+            for text in &households {
+                if text.len() != 16 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+                    bail!("--household '{text}' is not a 16-digit household id");
+                }
+                ids.push(HouseholdId(text.parse()?));
+            }
+            let mut store = node.open_store(&StoreOptions::default())?;
+            let summary = store.remove_households(&ids)?;
+            for id in &summary.not_found {
+                eprintln!("household {id} is not stored here; nothing to remove");
+            }
+            println!(
+                "removed {} households and {} persons; data version {}",
+                summary.households.len(),
+                summary.persons,
+                summary.data_version
+            );
+            Ok(if summary.not_found.is_empty() { EXIT_OK } else { EXIT_REJECTED })
+        }
+        Command::Query {
+            dir,
+            sql,
+            format,
+            as_of,
+        } => {
+            let node = NodeDir::open(&dir)?;
+            let as_of = parse_date(as_of.as_deref(), "--as-of")?;
+            let plan = tiermesh_federation::query::plan(&sql, as_of)?;
+            let store = node.open_store(&StoreOptions::default())?;
+            let result = tiermesh_federation::query::execute(&plan, store.image());
+            print!("{}", render(&result, format, store.image().data_version)?);
+            Ok(EXIT_OK)
+        }
+        Command::Gen {
+            region,
+            households,
+            seed,
+            out,
+            as_of,
+        } => {
+            let options = gen::GenOptions {
+                region: parse_region(&region)?,
+                households,
+                seed,
+                out: out.clone(),
+                today: parse_date(as_of.as_deref(), "--as-of")?,
+            };
+            let summary = gen::generate(&options)?;
+            println!(
+                "wrote {} households and {} persons in {} counties under {}",
+                summary.households,
+                summary.persons,
+                summary.counties.len(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Bench { which } => match which {
+            BenchCommand::Local(options) => {
+                bench::local(&options)?;
+                Ok(EXIT_OK)
+            }
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FATAL as u8)
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Keys: `households` = household_id (u64 big-endian), so a region's households are one range;
 //! `persons` = household_id ++ person_id (both u64 big-endian), so a household's persons and a
-//! region's persons are one range; `person_index` = person_id -> household_id.
+//! region's persons are one range. Where a person lives is found through the image (rebuilt from
+//! `persons` at open), so no second index is written per person.
 //!
 //! Invariant: the image reflects exactly the committed rows. Every write commits one RocksDB
 //! write batch (WAL, fsync) first and updates the image only after it succeeded.
@@ -19,9 +20,8 @@ use crate::row_codec;
 
 const CF_HOUSEHOLDS: &str = "households";
 const CF_PERSONS: &str = "persons";
-const CF_PERSON_INDEX: &str = "person_index";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 4] = [CF_HOUSEHOLDS, CF_PERSONS, CF_PERSON_INDEX, CF_META];
+const COLUMN_FAMILIES: [&str; 3] = [CF_HOUSEHOLDS, CF_PERSONS, CF_META];
 
 /// Tuning of the database.
 #[derive(Clone, Debug)]
@@ -231,7 +231,9 @@ impl Store {
         let mut batch = WriteBatch::default();
         let mut value = Vec::with_capacity(32);
         let persons = self.cf(CF_PERSONS);
-        let index = self.cf(CF_PERSON_INDEX);
+        // Where each person of this batch was put, so a person given twice moves only once.
+        let mut placed: std::collections::HashMap<IdNumber, HouseholdId> =
+            std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
             if !self.image.has_household(row.household_id) {
                 return Err(StorageError::MissingHousehold {
@@ -239,7 +241,10 @@ impl Store {
                     household: row.household_id.to_string(),
                 });
             }
-            if let Some(previous) = self.image.person_household(row.person_id) {
+            let previous = placed
+                .insert(row.person_id, row.household_id)
+                .or_else(|| self.image.person_household(row.person_id));
+            if let Some(previous) = previous {
                 if previous != row.household_id {
                     batch.delete_cf(persons, person_key(previous, row.person_id));
                 }
@@ -247,7 +252,6 @@ impl Store {
             value.clear();
             row_codec::encode_person(row, &mut value);
             batch.put_cf(persons, person_key(row.household_id, row.person_id), &value);
-            batch.put_cf(index, row.person_id.0.to_be_bytes(), row.household_id.0.to_be_bytes());
         }
         self.commit(batch)?;
         for row in rows {
@@ -275,7 +279,6 @@ impl Store {
                 .collect();
             for person in &members {
                 batch.delete_cf(self.cf(CF_PERSONS), person_key(*id, *person));
-                batch.delete_cf(self.cf(CF_PERSON_INDEX), person.0.to_be_bytes());
             }
             batch.delete_cf(self.cf(CF_HOUSEHOLDS), id.0.to_be_bytes());
             summary.persons += members.len();

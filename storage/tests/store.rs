@@ -152,3 +152,23 @@ fn a_damaged_database_file_is_an_error_at_open() {
     assert!(matches!(error, StorageError::Open { .. }), "{error}");
     assert!(error.to_string().contains("cannot open the database"), "{error}");
 }
+
+#[test]
+fn a_person_given_twice_in_one_batch_is_stored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+    store
+        .write_households(&[household(H1, 1), household(H2, 1), household(H3, 1)])
+        .expect("write");
+    store.write_persons(&[person(1, H1)]).expect("first");
+    store
+        .write_persons(&[person(1, H2), person(1, H3)])
+        .expect("moves twice");
+    assert_eq!(store.count_stored().expect("count"), (3, 1));
+    assert_eq!(store.image().persons_stored(HouseholdId(H3)), 1);
+    assert_eq!(store.image().persons_stored(HouseholdId(H1)), 0);
+    assert_eq!(store.image().persons_stored(HouseholdId(H2)), 0);
+    drop(store);
+    let store = Store::open(dir.path(), &StoreOptions::default()).expect("reopen");
+    assert_eq!(store.image().persons_len(), 1);
+}

@@ -1,1 +1,0 @@
-//! Workspace integration tests live in `tests/*.rs`; this library is empty.
