@@ -31,7 +31,9 @@ fn check_layer(krate: &str, allowed_internal: &[&str], forbidden: &[&str]) -> Ve
     let mut problems = Vec::new();
     for dependency in dependencies(krate) {
         if dependency.starts_with("tiermesh") && !allowed_internal.contains(&dependency.as_str()) {
-            problems.push(format!("{krate} depends on {dependency}, which is not below it"));
+            problems.push(format!(
+                "{krate} depends on {dependency}, which is not below it"
+            ));
         }
         if forbidden.contains(&dependency.as_str()) {
             problems.push(format!("{krate} depends on {dependency}, an I/O crate"));
@@ -55,7 +57,11 @@ fn dependencies_point_down() {
         &["tiermesh-federation", "tiermesh-crypto"],
         &storage_forbidden,
     ));
-    assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "layering broken:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// Text that means a socket, a clock, a file or ambient randomness.
@@ -100,7 +106,11 @@ fn sans_io_crates_touch_no_io() {
             }
         }
     }
-    assert!(problems.is_empty(), "sans-IO broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "sans-IO broken:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -114,12 +124,19 @@ fn rocksdb_is_named_in_one_storage_module() {
                 .expect("read")
                 .contains("rocksdb::")
         })
-        .map(|file| file.file_name().expect("name").to_string_lossy().into_owned())
+        .map(|file| {
+            file.file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     // error.rs converts rocksdb::Error into the crate's error; store.rs is the one module that
     // drives RocksDB.
     assert!(
-        naming.iter().all(|name| name == "store.rs" || name == "error.rs"),
+        naming
+            .iter()
+            .all(|name| name == "store.rs" || name == "error.rs"),
         "RocksDB named outside store.rs: {naming:?}"
     );
 }

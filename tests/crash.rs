@@ -45,7 +45,19 @@ fn acknowledged_rows_survive_kill_9() {
     let data = dir.path().join("data");
     let node = dir.path().join("node");
     let text = |path: &Path| path.to_str().expect("utf-8").to_string();
-    run(&["gen", "--region", "520102000000", "--households", "12000", "--seed", "3", "--out", &text(&data), "--as-of", AS_OF]);
+    run(&[
+        "gen",
+        "--region",
+        "520102000000",
+        "--households",
+        "12000",
+        "--seed",
+        "3",
+        "--out",
+        &text(&data),
+        "--as-of",
+        AS_OF,
+    ]);
     run(&["init", "--dir", &text(&node), "--region", "520102000000"]);
     let households = data.join("520102").join("households.csv");
     let persons = data.join("520102").join("persons.csv");
@@ -56,8 +68,17 @@ fn acknowledged_rows_survive_kill_9() {
     for round in 0..KILLS {
         let mut child = Command::new(BIN)
             .args([
-                "import", "--dir", &text(&node), "--quiet", "--log-commits", "--batch-rows", "1500",
-                "--as-of", AS_OF, &text(&households), &text(&persons),
+                "import",
+                "--dir",
+                &text(&node),
+                "--quiet",
+                "--log-commits",
+                "--batch-rows",
+                "1500",
+                "--as-of",
+                AS_OF,
+                &text(&households),
+                &text(&persons),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -79,7 +100,8 @@ fn acknowledged_rows_survive_kill_9() {
         }
         child.wait().expect("reap");
 
-        let store = Store::open(&node.join("db"), &StoreOptions::default()).expect("reopen after kill");
+        let store =
+            Store::open(&node.join("db"), &StoreOptions::default()).expect("reopen after kill");
         let image = store.image();
         for (file, through) in &acknowledged {
             let (keys, is_households) = if *file == text(&households) {
@@ -91,17 +113,35 @@ fn acknowledged_rows_survive_kill_9() {
             for key in keys.iter().take((*through as usize).saturating_sub(1)) {
                 if is_households {
                     let id = HouseholdId(key.parse().expect("household id"));
-                    assert!(image.has_household(id), "round {round}: household {key} acknowledged but lost (seed {seed})");
+                    assert!(
+                        image.has_household(id),
+                        "round {round}: household {key} acknowledged but lost (seed {seed})"
+                    );
                 } else {
                     let id = id_number::parse(key, today).expect("valid id");
-                    assert!(image.person_household(id).is_some(), "round {round}: person {key} acknowledged but lost (seed {seed})");
+                    assert!(
+                        image.person_household(id).is_some(),
+                        "round {round}: person {key} acknowledged but lost (seed {seed})"
+                    );
                 }
             }
         }
-        println!("round {round}: killed after {} commits; all acknowledged rows present", acknowledged.len());
+        println!(
+            "round {round}: killed after {} commits; all acknowledged rows present",
+            acknowledged.len()
+        );
     }
     // A final uninterrupted import completes the set.
-    run(&["import", "--dir", &text(&node), "--quiet", "--as-of", AS_OF, &text(&households), &text(&persons)]);
+    run(&[
+        "import",
+        "--dir",
+        &text(&node),
+        "--quiet",
+        "--as-of",
+        AS_OF,
+        &text(&households),
+        &text(&persons),
+    ]);
     let store = Store::open(&node.join("db"), &StoreOptions::default()).expect("open");
     assert_eq!(store.image().households_len(), household_keys.len());
     assert_eq!(store.image().persons_len(), person_keys.len());

@@ -24,7 +24,15 @@ fn text(output: &Output) -> String {
 }
 
 fn init(dir: &Path) {
-    let output = tiermesh(&["init", "--dir", path(dir), "--region", COUNTY, "--name", "test county"]);
+    let output = tiermesh(&[
+        "init",
+        "--dir",
+        path(dir),
+        "--region",
+        COUNTY,
+        "--name",
+        "test county",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
 }
 
@@ -40,7 +48,8 @@ fn id_number(birth: &str, sequence: u32) -> String {
 }
 
 const HOUSEHOLD_HEADER: &str = "household_id,region_code,head_id,head_name,members,cause,status,registered_year,exit_year,income_per_capita,housing_safe,water_safe,medical_insured,cadre_id,industry,relocated,relocation_site,phone";
-const PERSON_HEADER: &str = "person_id,household_id,relation,gender,birth_date,education,health,labor,in_school,employed";
+const PERSON_HEADER: &str =
+    "person_id,household_id,relation,gender,birth_date,education,health,labor,in_school,employed";
 
 fn household_row(serial: u32, head: &str, members: u32) -> String {
     format!(
@@ -49,7 +58,9 @@ fn household_row(serial: u32, head: &str, members: u32) -> String {
 }
 
 fn head_row(serial: u32, head: &str, birth_iso: &str, gender: &str) -> String {
-    format!("{head},520102001201{serial:04},head,{gender},{birth_iso},primary,healthy,full,false,true")
+    format!(
+        "{head},520102001201{serial:04},head,{gender},{birth_iso},primary,healthy,full,false,true"
+    )
 }
 
 fn write(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
@@ -59,7 +70,16 @@ fn write(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
 }
 
 fn query_json(dir: &Path, sql: &str) -> serde_json::Value {
-    let output = tiermesh(&["query", "--dir", path(dir), "--format", "json", "--as-of", AS_OF, sql]);
+    let output = tiermesh(&[
+        "query",
+        "--dir",
+        path(dir),
+        "--format",
+        "json",
+        "--as-of",
+        AS_OF,
+        sql,
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     serde_json::from_slice(&output.stdout).expect("json")
 }
@@ -87,15 +107,28 @@ fn init_writes_a_private_key_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = dir.path().join("node");
     init(&node);
-    let mode = std::fs::metadata(node.join("node.key")).expect("key").permissions().mode();
+    let mode = std::fs::metadata(node.join("node.key"))
+        .expect("key")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let config = std::fs::read_to_string(node.join("node.toml")).expect("config");
     assert!(config.contains("region = \"520102000000\""), "{config}");
     assert!(config.contains("tier = \"county\""), "{config}");
     let again = tiermesh(&["init", "--dir", path(&node), "--region", COUNTY]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
-    assert!(text(&again).contains("refusing to overwrite"), "{}", text(&again));
-    let bad = tiermesh(&["init", "--dir", path(&dir.path().join("x")), "--region", "52010200"]);
+    assert!(
+        text(&again).contains("refusing to overwrite"),
+        "{}",
+        text(&again)
+    );
+    let bad = tiermesh(&[
+        "init",
+        "--dir",
+        path(&dir.path().join("x")),
+        "--region",
+        "52010200",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("not a region code"), "{}", text(&bad));
 }
@@ -106,8 +139,17 @@ fn generated_data_round_trips_with_exact_warning_counts() {
     let data = dir.path().join("data");
     let node = dir.path().join("node");
     let output = tiermesh(&[
-        "gen", "--region", COUNTY, "--households", "3000", "--seed", "7", "--out", path(&data),
-        "--as-of", AS_OF,
+        "gen",
+        "--region",
+        COUNTY,
+        "--households",
+        "3000",
+        "--seed",
+        "7",
+        "--out",
+        path(&data),
+        "--as-of",
+        AS_OF,
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     init(&node);
@@ -116,15 +158,34 @@ fn generated_data_round_trips_with_exact_warning_counts() {
     let persons = county.join("persons.csv");
     // Persons first on the command line: the importer takes households first anyway.
     let args = [
-        "import", "--dir", path(&node), "--quiet", "--as-of", AS_OF, path(&persons), path(&households),
+        "import",
+        "--dir",
+        path(&node),
+        "--quiet",
+        "--as-of",
+        AS_OF,
+        path(&persons),
+        path(&households),
     ];
     let output = tiermesh(&args);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let summary = String::from_utf8_lossy(&output.stdout).to_string();
-    let household_lines = std::fs::read_to_string(&households).expect("read").lines().count() - 1;
-    let person_lines = std::fs::read_to_string(&persons).expect("read").lines().count() - 1;
+    let household_lines = std::fs::read_to_string(&households)
+        .expect("read")
+        .lines()
+        .count()
+        - 1;
+    let person_lines = std::fs::read_to_string(&persons)
+        .expect("read")
+        .lines()
+        .count()
+        - 1;
     assert!(
-        summary.contains(&format!("{} rows: {} stored, 0 rejected", household_lines + person_lines, household_lines + person_lines)),
+        summary.contains(&format!(
+            "{} rows: {} stored, 0 rejected",
+            household_lines + person_lines,
+            household_lines + person_lines
+        )),
         "{summary}"
     );
     assert_eq!(count(&node, "households"), household_lines as i64);
@@ -132,12 +193,18 @@ fn generated_data_round_trips_with_exact_warning_counts() {
 
     // Warnings are written one per line; their count is the summary's.
     let mut warnings = 0;
-    for report in [county.join("households.warnings.csv"), county.join("persons.warnings.csv")] {
+    for report in [
+        county.join("households.warnings.csv"),
+        county.join("persons.warnings.csv"),
+    ] {
         if report.exists() {
             warnings += read_rows(&report).len();
         }
     }
-    assert!(summary.contains(&format!("{warnings} warnings")), "{summary}");
+    assert!(
+        summary.contains(&format!("{warnings} warnings")),
+        "{summary}"
+    );
     assert!(warnings > 0, "generated data carries some warning cases");
 
     // Re-importing is idempotent.
@@ -146,7 +213,9 @@ fn generated_data_round_trips_with_exact_warning_counts() {
     assert_eq!(count(&node, "households"), household_lines as i64);
     assert_eq!(count(&node, "persons"), person_lines as i64);
     assert_eq!(
-        String::from_utf8_lossy(&again.stdout).split("; data version").next(),
+        String::from_utf8_lossy(&again.stdout)
+            .split("; data version")
+            .next(),
         summary.split("; data version").next()
     );
 }
@@ -172,13 +241,16 @@ fn malformed_rows_are_reported_with_line_and_rule_and_good_rows_kept() {
     households.push(household_row(10, &heads[9], 1).replace(",C001,", ",C0\"01,")); // line 13: quote in unquoted field
     let file = write(dir.path(), "households.csv", &households);
     // CRLF line endings and a non-UTF-8 byte in one row.
-    let mut bytes = std::fs::read(&file).expect("read").iter().fold(Vec::new(), |mut out, byte| {
-        if *byte == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(*byte);
-        out
-    });
+    let mut bytes = std::fs::read(&file)
+        .expect("read")
+        .iter()
+        .fold(Vec::new(), |mut out, byte| {
+            if *byte == b'\n' {
+                out.push(b'\r');
+            }
+            out.push(*byte);
+            out
+        });
     let bad_utf8 = household_row(11, &heads[10], 1).replace("张三", "\u{1}");
     let mut line = bad_utf8.into_bytes();
     let position = line.iter().position(|b| *b == 1).expect("marker");
@@ -186,7 +258,15 @@ fn malformed_rows_are_reported_with_line_and_rule_and_good_rows_kept() {
     bytes.extend_from_slice(&line); // line 14: invalid UTF-8, no final newline
     std::fs::write(&file, bytes).expect("write");
 
-    let output = tiermesh(&["import", "--dir", path(&node), "--quiet", "--as-of", AS_OF, path(&file)]);
+    let output = tiermesh(&[
+        "import",
+        "--dir",
+        path(&node),
+        "--quiet",
+        "--as-of",
+        AS_OF,
+        path(&file),
+    ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let rejects = read_rows(&dir.path().join("households.rejects.csv"));
     let found: Vec<(String, String, String)> = rejects
@@ -207,15 +287,30 @@ fn malformed_rows_are_reported_with_line_and_rule_and_good_rows_kept() {
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     .collect();
     let lines: Vec<&str> = found.iter().map(|row| row.0.as_str()).collect();
-    assert_eq!(lines, ["4", "5", "6", "7", "9", "10", "12", "14"], "{found:?}");
+    assert_eq!(
+        lines,
+        ["4", "5", "6", "7", "9", "10", "12", "14"],
+        "{found:?}"
+    );
     for ((line, _, rule), (expected_line, _, expected_rule)) in found.iter().zip(&expected) {
         assert_eq!(line, expected_line);
-        assert!(rule.contains(expected_rule.as_str()), "line {line}: rule {rule}, expected {expected_rule}");
+        assert!(
+            rule.contains(expected_rule.as_str()),
+            "line {line}: rule {rule}, expected {expected_rule}"
+        );
     }
     // Good rows, the formula text and the quote-in-field row are stored as written.
     assert_eq!(count(&node, "households"), 4);
-    let cadres = query_json(&node, "SELECT cadre_id, COUNT(*) FROM households GROUP BY cadre_id ORDER BY cadre_id");
-    let names: Vec<&str> = cadres["rows"].as_array().expect("rows").iter().map(|row| row[0].as_str().expect("text")).collect();
+    let cadres = query_json(
+        &node,
+        "SELECT cadre_id, COUNT(*) FROM households GROUP BY cadre_id ORDER BY cadre_id",
+    );
+    let names: Vec<&str> = cadres["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row[0].as_str().expect("text"))
+        .collect();
     assert_eq!(names, ["=SUM(A1)", "C0\"01", "C001"]);
 
     // The rejects file, corrected in place, imports again: its report columns are skipped.
@@ -224,7 +319,15 @@ fn malformed_rows_are_reported_with_line_and_rule_and_good_rows_kept() {
     let corrected = original.replace(",Illness,", ",illness,");
     let fixed = dir.path().join("fixed.csv");
     std::fs::write(&fixed, corrected).expect("write");
-    let output = tiermesh(&["import", "--dir", path(&node), "--quiet", "--as-of", AS_OF, path(&fixed)]);
+    let output = tiermesh(&[
+        "import",
+        "--dir",
+        path(&node),
+        "--quiet",
+        "--as-of",
+        AS_OF,
+        path(&fixed),
+    ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert_eq!(count(&node, "households"), 5);
 }
@@ -260,14 +363,28 @@ fn persons_need_their_household_and_the_head_must_match() {
         ],
     );
     let output = tiermesh(&[
-        "import", "--dir", path(&node), "--quiet", "--as-of", AS_OF, path(&persons), path(&households),
+        "import",
+        "--dir",
+        path(&node),
+        "--quiet",
+        "--as-of",
+        AS_OF,
+        path(&persons),
+        path(&households),
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let rejects = read_rows(&dir.path().join("p.rejects.csv"));
-    let rules: Vec<(&str, &str)> = rejects.iter().map(|row| (row[0].as_str(), row[3].as_str())).collect();
+    let rules: Vec<(&str, &str)> = rejects
+        .iter()
+        .map(|row| (row[0].as_str(), row[3].as_str()))
+        .collect();
     assert_eq!(
         rules,
-        [("4", "household-rejected"), ("5", "unknown-household"), ("6", "head-mismatch")]
+        [
+            ("4", "household-rejected"),
+            ("5", "unknown-household"),
+            ("6", "head-mismatch")
+        ]
     );
     // The child aged 11 out of school is a dropout warning.
     let warnings = read_rows(&dir.path().join("p.warnings.csv"));
@@ -280,12 +397,31 @@ fn persons_need_their_household_and_the_head_must_match() {
     let extra = write(
         dir.path(),
         "extra.csv",
-        &[PERSON_HEADER.to_string(), format!("{other},5201020012010001,parent,M,1970-01-01,none,chronic,none,false,false")],
+        &[
+            PERSON_HEADER.to_string(),
+            format!("{other},5201020012010001,parent,M,1970-01-01,none,chronic,none,false,false"),
+        ],
     );
-    let output = tiermesh(&["import", "--dir", path(&node), "--quiet", "--dry-run", "--as-of", AS_OF, path(&extra)]);
+    let output = tiermesh(&[
+        "import",
+        "--dir",
+        path(&node),
+        "--quiet",
+        "--dry-run",
+        "--as-of",
+        AS_OF,
+        path(&extra),
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("dry run"), "{}", text(&output));
-    assert_eq!(query_json(&node, "SELECT COUNT(*) FROM persons")["rows"], before["rows"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("dry run"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        query_json(&node, "SELECT COUNT(*) FROM persons")["rows"],
+        before["rows"]
+    );
 }
 
 #[test]
@@ -298,24 +434,53 @@ fn removal_is_visible_to_the_next_query() {
     let households = write(
         dir.path(),
         "h.csv",
-        &[HOUSEHOLD_HEADER.to_string(), household_row(1, &head1, 1), household_row(2, &head2, 1)],
+        &[
+            HOUSEHOLD_HEADER.to_string(),
+            household_row(1, &head1, 1),
+            household_row(2, &head2, 1),
+        ],
     );
     let persons = write(
         dir.path(),
         "p.csv",
-        &[PERSON_HEADER.to_string(), head_row(1, &head1, "1980-01-01", "M"), head_row(2, &head2, "1981-01-01", "M")],
+        &[
+            PERSON_HEADER.to_string(),
+            head_row(1, &head1, "1980-01-01", "M"),
+            head_row(2, &head2, "1981-01-01", "M"),
+        ],
     );
-    let output = tiermesh(&["import", "--dir", path(&node), "--quiet", "--as-of", AS_OF, path(&households), path(&persons)]);
+    let output = tiermesh(&[
+        "import",
+        "--dir",
+        path(&node),
+        "--quiet",
+        "--as-of",
+        AS_OF,
+        path(&households),
+        path(&persons),
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let before = query_json(&node, "SELECT COUNT(*) FROM persons");
-    let output = tiermesh(&["remove", "--dir", path(&node), "--household", "5201020012010001"]);
+    let output = tiermesh(&[
+        "remove",
+        "--dir",
+        path(&node),
+        "--household",
+        "5201020012010001",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("removed 1 households and 1 persons"));
     assert_eq!(count(&node, "households"), 1);
     assert_eq!(count(&node, "persons"), 1);
     let after = query_json(&node, "SELECT COUNT(*) FROM persons");
     assert!(after["data_version"].as_u64() > before["data_version"].as_u64());
-    let missing = tiermesh(&["remove", "--dir", path(&node), "--household", "5201020012010009"]);
+    let missing = tiermesh(&[
+        "remove",
+        "--dir",
+        path(&node),
+        "--household",
+        "5201020012010009",
+    ]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     let bad = tiermesh(&["remove", "--dir", path(&node), "--household", "12"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
@@ -327,24 +492,42 @@ fn queries_render_three_formats_and_refuse_personal_columns() {
     let node = dir.path().join("node");
     init(&node);
     let head = id_number("19800101", 11);
-    let households = write(dir.path(), "h.csv", &[HOUSEHOLD_HEADER.to_string(), household_row(1, &head, 1)]);
+    let households = write(
+        dir.path(),
+        "h.csv",
+        &[HOUSEHOLD_HEADER.to_string(), household_row(1, &head, 1)],
+    );
     let output = tiermesh(&["import", "--dir", path(&node), "--quiet", path(&households)]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let sql = "SELECT cause, COUNT(*), SUM(income_per_capita) FROM households GROUP BY cause";
     let json = query_json(&node, sql);
     assert_eq!(json["rows"][0][0], "illness");
     assert_eq!(json["rows"][0][1], 1);
-    assert!(json["data_version"].as_u64().is_some_and(|version| version > 0));
+    assert!(json["data_version"]
+        .as_u64()
+        .is_some_and(|version| version > 0));
     assert_eq!(json["columns"].as_array().map(Vec::len), Some(3));
     let csv = tiermesh(&["query", "--dir", path(&node), "--format", "csv", sql]);
     let csv_text = String::from_utf8_lossy(&csv.stdout).to_string();
-    assert_eq!(csv_text.lines().nth(1), Some("illness,1,3500.50"), "{csv_text}");
+    assert_eq!(
+        csv_text.lines().nth(1),
+        Some("illness,1,3500.50"),
+        "{csv_text}"
+    );
     let table = tiermesh(&["query", "--dir", path(&node), sql]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("illness"));
-    let refused = tiermesh(&["query", "--dir", path(&node), "SELECT head_name, COUNT(*) FROM households GROUP BY head_name"]);
+    let refused = tiermesh(&[
+        "query",
+        "--dir",
+        path(&node),
+        "SELECT head_name, COUNT(*) FROM households GROUP BY head_name",
+    ]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     let message = text(&refused);
-    assert!(message.contains("head_name") && message.contains("1:8"), "{message}");
+    assert!(
+        message.contains("head_name") && message.contains("1:8"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -357,7 +540,12 @@ fn every_config_parses() {
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::copy(&file, dir.path().join("node.toml")).expect("copy");
             let node = tiermesh::config::NodeDir::open(dir.path());
-            assert!(node.is_ok(), "{}: {:#}", file.display(), node.err().map(|e| format!("{e:#}")).unwrap_or_default());
+            assert!(
+                node.is_ok(),
+                "{}: {:#}",
+                file.display(),
+                node.err().map(|e| format!("{e:#}")).unwrap_or_default()
+            );
             seen += 1;
         }
     }

@@ -58,14 +58,17 @@ impl std::str::FromStr for PublicKey {
     type Err = CryptoError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = CryptoError::PublicKey { length: text.chars().count() };
+        let error = CryptoError::PublicKey {
+            length: text.chars().count(),
+        };
         if text.len() != 64 {
             return Err(error);
         }
         let mut bytes = [0u8; 32];
         for (index, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2).ok_or(error.clone())?, 16)
-                .map_err(|_| error.clone())?;
+            *byte =
+                u8::from_str_radix(text.get(index * 2..index * 2 + 2).ok_or(error.clone())?, 16)
+                    .map_err(|_| error.clone())?;
         }
         Ok(PublicKey(bytes))
     }
@@ -126,7 +129,10 @@ mod tests {
         assert_eq!(key.public_key(), again.public_key());
         let signature = key.sign(b"message");
         assert_eq!(key.public_key().verify(b"message", &signature), Ok(()));
-        assert_eq!(key.public_key().verify(b"other", &signature), Err(CryptoError::Signature));
+        assert_eq!(
+            key.public_key().verify(b"other", &signature),
+            Err(CryptoError::Signature)
+        );
         let text = key.public_key().to_string();
         assert_eq!(text.parse::<PublicKey>(), Ok(key.public_key()));
         assert!("abc".parse::<PublicKey>().is_err());

@@ -141,7 +141,9 @@ impl Image {
     pub fn person_household(&self, id: IdNumber) -> Option<HouseholdId> {
         let slot = *self.person_slots.get(&id)?;
         let household_slot = self.persons.household_slot[slot as usize];
-        Some(HouseholdId(self.households.household_id[household_slot as usize]))
+        Some(HouseholdId(
+            self.households.household_id[household_slot as usize],
+        ))
     }
 
     /// Live persons stored for a household.
@@ -153,10 +155,9 @@ impl Image {
     /// Inserts or replaces a household.
     pub fn upsert_household(&mut self, row: &Household) {
         let cadre = self.households.cadre_ids.intern(&row.cadre_id);
-        let site = row
-            .relocation_site
-            .as_deref()
-            .map_or(NULL_CODE, |site| self.households.relocation_sites.intern(site));
+        let site = row.relocation_site.as_deref().map_or(NULL_CODE, |site| {
+            self.households.relocation_sites.intern(site)
+        });
         let columns = &mut self.households;
         let slot = match self.household_slots.get(&row.household_id) {
             Some(slot) => *slot as usize,

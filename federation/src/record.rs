@@ -287,7 +287,10 @@ mod tests {
         let id = IdNumber::pack(11010519491231002, 10);
         assert_eq!(id.text(), "11010519491231002X");
         assert_eq!(id.county_code(), 110105);
-        assert_eq!(id.birth_date().map(|d| d.to_string()), Some("1949-12-31".into()));
+        assert_eq!(
+            id.birth_date().map(|d| d.to_string()),
+            Some("1949-12-31".into())
+        );
         assert_eq!(id.gender(), Gender::Female);
         assert_eq!(format_cents(123456), "1234.56");
         assert_eq!(format_cents(5), "0.05");

@@ -226,16 +226,29 @@ mod tests {
 
     #[test]
     fn malformed_codes_are_refused() {
-        assert_eq!("52010200120".parse::<RegionCode>(), Err(RegionCodeError::Shape));
-        assert_eq!("52010200120a".parse::<RegionCode>(), Err(RegionCodeError::Shape));
-        assert_eq!("+52010200120".parse::<RegionCode>(), Err(RegionCodeError::Shape));
+        assert_eq!(
+            "52010200120".parse::<RegionCode>(),
+            Err(RegionCodeError::Shape)
+        );
+        assert_eq!(
+            "52010200120a".parse::<RegionCode>(),
+            Err(RegionCodeError::Shape)
+        );
+        assert_eq!(
+            "+52010200120".parse::<RegionCode>(),
+            Err(RegionCodeError::Shape)
+        );
         assert_eq!(
             "520002001201".parse::<RegionCode>(),
-            Err(RegionCodeError::Gap { segment: "prefecture" })
+            Err(RegionCodeError::Gap {
+                segment: "prefecture"
+            })
         );
         assert_eq!(
             "000100000000".parse::<RegionCode>(),
-            Err(RegionCodeError::Gap { segment: "province" })
+            Err(RegionCodeError::Gap {
+                segment: "province"
+            })
         );
     }
 
@@ -248,11 +261,17 @@ mod tests {
         assert!(RegionCode::NATIONAL.contains(village));
         assert!(village.contains(village));
         assert!(!village.contains(code("520102000000")));
-        assert_eq!(village.ancestor_at(Tier::County), Some(code("520102000000")));
+        assert_eq!(
+            village.ancestor_at(Tier::County),
+            Some(code("520102000000"))
+        );
         assert_eq!(code("520102000000").ancestor_at(Tier::Village), None);
         assert_eq!(village.parent(), Some(code("520102001000")));
         assert_eq!(RegionCode::NATIONAL.parent(), None);
-        assert_eq!(code("520100000000").value_range(), (520100000000, 520199999999));
+        assert_eq!(
+            code("520100000000").value_range(),
+            (520100000000, 520199999999)
+        );
         assert_eq!(code("520102001000").prefix(), "520102001");
     }
 }

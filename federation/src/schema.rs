@@ -128,32 +128,104 @@ static HOUSEHOLD_COLUMNS: &[Column] = &[
     column("household_id", ColumnKind::HouseholdId),
     column("region_code", ColumnKind::RegionCode),
     personal(column("head_id", ColumnKind::IdNumber)),
-    personal(column("head_name", ColumnKind::Text { max_chars: TEXT_CHARS_MAX })),
+    personal(column(
+        "head_name",
+        ColumnKind::Text {
+            max_chars: TEXT_CHARS_MAX,
+        },
+    )),
     column("members", ColumnKind::Int { min: 1, max: 20 }),
-    column("cause", ColumnKind::Enum { names: Cause::NAMES }),
-    column("status", ColumnKind::Enum { names: Status::NAMES }),
-    column("registered_year", ColumnKind::Int { min: 2014, max: 9999 }),
-    nullable("exit_year", ColumnKind::Int { min: 2014, max: 9999 }),
+    column(
+        "cause",
+        ColumnKind::Enum {
+            names: Cause::NAMES,
+        },
+    ),
+    column(
+        "status",
+        ColumnKind::Enum {
+            names: Status::NAMES,
+        },
+    ),
+    column(
+        "registered_year",
+        ColumnKind::Int {
+            min: 2014,
+            max: 9999,
+        },
+    ),
+    nullable(
+        "exit_year",
+        ColumnKind::Int {
+            min: 2014,
+            max: 9999,
+        },
+    ),
     column("income_per_capita", ColumnKind::Decimal),
     column("housing_safe", ColumnKind::Bool),
     column("water_safe", ColumnKind::Bool),
     column("medical_insured", ColumnKind::Bool),
-    column("cadre_id", ColumnKind::Text { max_chars: TEXT_CHARS_MAX }),
-    column("industry", ColumnKind::Enum { names: Industry::NAMES }),
+    column(
+        "cadre_id",
+        ColumnKind::Text {
+            max_chars: TEXT_CHARS_MAX,
+        },
+    ),
+    column(
+        "industry",
+        ColumnKind::Enum {
+            names: Industry::NAMES,
+        },
+    ),
     column("relocated", ColumnKind::Bool),
-    nullable("relocation_site", ColumnKind::Text { max_chars: FREE_TEXT_CHARS_MAX }),
-    personal(nullable("phone", ColumnKind::Text { max_chars: FREE_TEXT_CHARS_MAX })),
+    nullable(
+        "relocation_site",
+        ColumnKind::Text {
+            max_chars: FREE_TEXT_CHARS_MAX,
+        },
+    ),
+    personal(nullable(
+        "phone",
+        ColumnKind::Text {
+            max_chars: FREE_TEXT_CHARS_MAX,
+        },
+    )),
 ];
 
 static PERSON_COLUMNS: &[Column] = &[
     personal(column("person_id", ColumnKind::IdNumber)),
     column("household_id", ColumnKind::HouseholdId),
-    column("relation", ColumnKind::Enum { names: Relation::NAMES }),
-    column("gender", ColumnKind::Enum { names: Gender::NAMES }),
+    column(
+        "relation",
+        ColumnKind::Enum {
+            names: Relation::NAMES,
+        },
+    ),
+    column(
+        "gender",
+        ColumnKind::Enum {
+            names: Gender::NAMES,
+        },
+    ),
     personal(column("birth_date", ColumnKind::Date)),
-    column("education", ColumnKind::Enum { names: Education::NAMES }),
-    column("health", ColumnKind::Enum { names: Health::NAMES }),
-    column("labor", ColumnKind::Enum { names: Labor::NAMES }),
+    column(
+        "education",
+        ColumnKind::Enum {
+            names: Education::NAMES,
+        },
+    ),
+    column(
+        "health",
+        ColumnKind::Enum {
+            names: Health::NAMES,
+        },
+    ),
+    column(
+        "labor",
+        ColumnKind::Enum {
+            names: Labor::NAMES,
+        },
+    ),
     column("in_school", ColumnKind::Bool),
     column("employed", ColumnKind::Bool),
 ];
@@ -169,7 +241,10 @@ mod tests {
     fn headers_recognise_tables_in_any_order() {
         let mut names: Vec<&str> = Table::Persons.columns().iter().map(|c| c.name).collect();
         names.reverse();
-        assert_eq!(Table::from_header(names.iter().copied()), Some(Table::Persons));
+        assert_eq!(
+            Table::from_header(names.iter().copied()),
+            Some(Table::Persons)
+        );
         names.pop();
         assert_eq!(Table::from_header(names.iter().copied()), None);
     }
@@ -182,6 +257,9 @@ mod tests {
             .filter(|c| c.personal)
             .map(|c| c.name)
             .collect();
-        assert_eq!(personal, ["head_id", "head_name", "phone", "person_id", "birth_date"]);
+        assert_eq!(
+            personal,
+            ["head_id", "head_name", "phone", "person_id", "birth_date"]
+        );
     }
 }

@@ -96,7 +96,8 @@ pub fn local(options: &LocalOptions) -> Result<()> {
     let data = root.join("data");
     let node_dir = root.join("node");
     if node_dir.exists() {
-        std::fs::remove_dir_all(&node_dir).with_context(|| format!("clearing {}", node_dir.display()))?;
+        std::fs::remove_dir_all(&node_dir)
+            .with_context(|| format!("clearing {}", node_dir.display()))?;
     }
     if data.exists() {
         std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
@@ -174,7 +175,14 @@ pub fn local(options: &LocalOptions) -> Result<()> {
 
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(["query", "groups", "rows scanned", "median ms", "min ms", "rows/s"]);
+    table.set_header([
+        "query",
+        "groups",
+        "rows scanned",
+        "median ms",
+        "min ms",
+        "rows/s",
+    ]);
     for (name, sql) in LOCAL_QUERIES {
         let plan = tiermesh_federation::query::plan(sql, today)
             .with_context(|| format!("planning {name}"))?;

@@ -82,7 +82,10 @@ impl NodeDir {
             .and_then(|()| key_file.sync_all())
             .with_context(|| format!("writing {}", key_path.display()))?;
         let config = NodeConfig {
-            name: name.map_or_else(|| format!("{} node {region}", region.tier()), str::to_string),
+            name: name.map_or_else(
+                || format!("{} node {region}", region.tier()),
+                str::to_string,
+            ),
             region: region.to_string(),
             tier: region.tier().name().to_string(),
             standard_version: STANDARD_VERSION,
@@ -118,8 +121,12 @@ impl NodeDir {
                 dir.display()
             )
         })?;
-        let config: NodeConfig = toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid node configuration", config_path.display()))?;
+        let config: NodeConfig = toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid node configuration",
+                config_path.display()
+            )
+        })?;
         let region = config.region_code()?;
         if config.tier != region.tier().name() {
             bail!(

@@ -131,7 +131,10 @@ impl ImportReport {
         let detail = if by_rule.is_empty() {
             String::new()
         } else {
-            let parts: Vec<String> = by_rule.iter().map(|(name, count)| format!("{name} {count}")).collect();
+            let parts: Vec<String> = by_rule
+                .iter()
+                .map(|(name, count)| format!("{name} {count}"))
+                .collect();
             format!(" ({})", parts.join(", "))
         };
         format!(
@@ -192,7 +195,10 @@ fn open_input(
         .read_byte_record(&mut record)
         .with_context(|| format!("{}: line 1: cannot read the header", path.display()))?;
     if !found {
-        bail!("{}: the file is empty; expected a header row", path.display());
+        bail!(
+            "{}: the file is empty; expected a header row",
+            path.display()
+        );
     }
     let mut header = Vec::with_capacity(record.len());
     for (position, cell) in record.iter().enumerate() {
@@ -211,7 +217,10 @@ fn open_input(
     let keep: Vec<usize> = (0..header.len())
         .filter(|position| !REPORT_COLUMNS.contains(&header[*position].as_str()))
         .collect();
-    let names: Vec<&str> = keep.iter().map(|position| header[*position].as_str()).collect();
+    let names: Vec<&str> = keep
+        .iter()
+        .map(|position| header[*position].as_str())
+        .collect();
     let map = HeaderMap::from_header(&names)
         .map_err(|error| anyhow!("{}: line 1: {error}", path.display()))?;
     let table = map.table;
@@ -250,12 +259,23 @@ enum Item {
 }
 
 enum Message {
-    Start { file: usize, table: Table, header: Vec<String> },
-    Batch { file: usize, items: Vec<Item> },
+    Start {
+        file: usize,
+        table: Table,
+        header: Vec<String>,
+    },
+    Batch {
+        file: usize,
+        items: Vec<Item>,
+    },
 }
 
 /// Imports `options.files` into `store`, whose node keeps records for `jurisdiction`.
-pub fn import(store: &mut Store, jurisdiction: RegionCode, options: &ImportOptions) -> Result<ImportReport> {
+pub fn import(
+    store: &mut Store,
+    jurisdiction: RegionCode,
+    options: &ImportOptions,
+) -> Result<ImportReport> {
     if options.files.is_empty() {
         bail!("no files given: name one or more CSV files of households or persons");
     }
@@ -297,7 +317,14 @@ pub fn import(store: &mut Store, jurisdiction: RegionCode, options: &ImportOptio
             writer.run(receiver)?;
             writer.finish()
         });
-        let read_result = read_inputs(options.batch_rows, &mut inputs, &context, &sender, &progress, &bytes_read);
+        let read_result = read_inputs(
+            options.batch_rows,
+            &mut inputs,
+            &context,
+            &sender,
+            &progress,
+            &bytes_read,
+        );
         drop(sender);
         let written = writer
             .join()
@@ -353,14 +380,20 @@ fn read_inputs(
             if items.len() == batch_rows {
                 let batch = std::mem::replace(&mut items, Vec::with_capacity(batch_rows));
                 sender
-                    .send(Message::Batch { file: input.index, items: batch })
+                    .send(Message::Batch {
+                        file: input.index,
+                        items: batch,
+                    })
                     .map_err(|_| closed())?;
                 progress.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
             }
         }
         if !items.is_empty() {
             sender
-                .send(Message::Batch { file: input.index, items })
+                .send(Message::Batch {
+                    file: input.index,
+                    items,
+                })
                 .map_err(|_| closed())?;
         }
         progress.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
@@ -381,7 +414,12 @@ fn reject(line: u64, raw: csv::ByteRecord, issue: Issue, household: Option<House
     }
 }
 
-fn issue(column: Option<&'static str>, value: String, rule_name: &'static str, message: String) -> Issue {
+fn issue(
+    column: Option<&'static str>,
+    value: String,
+    rule_name: &'static str,
+    message: String,
+) -> Issue {
     Issue {
         severity: Severity::Reject,
         column,
@@ -392,27 +430,51 @@ fn issue(column: Option<&'static str>, value: String, rule_name: &'static str, m
 }
 
 /// Applies every rule that needs only the row (and the file's keys seen so far).
-fn check_row(input: &Input, context: &ImportContext, seen: &mut HashSet<u64>, line: u64, raw: csv::ByteRecord) -> Item {
+fn check_row(
+    input: &Input,
+    context: &ImportContext,
+    seen: &mut HashSet<u64>,
+    line: u64,
+    raw: csv::ByteRecord,
+) -> Item {
     if raw.len() != input.header.len() {
         let message = format!(
             "the header has {} cells, this row {}; check for a missing or extra comma",
             input.header.len(),
             raw.len()
         );
-        return reject(line, raw, issue(None, String::new(), rule::SHAPE, message), None);
+        return reject(
+            line,
+            raw,
+            issue(None, String::new(), rule::SHAPE, message),
+            None,
+        );
     }
     if raw.as_slice().len() > RECORD_BYTES_MAX {
         let message = format!("the row is longer than {RECORD_BYTES_MAX} bytes");
-        return reject(line, raw, issue(None, String::new(), rule::SHAPE, message), None);
+        return reject(
+            line,
+            raw,
+            issue(None, String::new(), rule::SHAPE, message),
+            None,
+        );
     }
     let Ok(text) = std::str::from_utf8(raw.as_slice()) else {
-        let position = raw.iter().position(|cell| std::str::from_utf8(cell).is_err()).unwrap_or(0);
+        let position = raw
+            .iter()
+            .position(|cell| std::str::from_utf8(cell).is_err())
+            .unwrap_or(0);
         let column = input.header.get(position).map_or("?", String::as_str);
         let message = format!(
             "column {} ({column}) is not valid UTF-8; save the file as UTF-8",
             position + 1
         );
-        return reject(line, raw, issue(None, String::new(), ENCODING_RULE, message), None);
+        return reject(
+            line,
+            raw,
+            issue(None, String::new(), ENCODING_RULE, message),
+            None,
+        );
     };
     let mut cells: [&str; ROW_CELLS_MAX] = [""; ROW_CELLS_MAX];
     for (slot, position) in input.keep.iter().enumerate().take(ROW_CELLS_MAX) {
@@ -430,7 +492,12 @@ fn check_row(input: &Input, context: &ImportContext, seen: &mut HashSet<u64>, li
                 }
                 let warnings = household_warnings(&row, context);
                 let raw = (!warnings.is_empty()).then_some(raw);
-                Item::Household { line, row, warnings, raw }
+                Item::Household {
+                    line,
+                    row,
+                    warnings,
+                    raw,
+                }
             }
             Err(issues) => {
                 let household = input
@@ -440,18 +507,38 @@ fn check_row(input: &Input, context: &ImportContext, seen: &mut HashSet<u64>, li
                     .filter(|cell| cell.len() == 16 && cell.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|cell| cell.parse().ok())
                     .map(HouseholdId);
-                Item::Rejected { line, issues, raw, household }
+                Item::Rejected {
+                    line,
+                    issues,
+                    raw,
+                    household,
+                }
             }
         },
         Table::Persons => match parse_person(&input.map, cells, context) {
             Ok(row) => {
                 if !seen.insert(row.person_id.0) {
-                    return reject(line, raw, duplicate("person_id", row.person_id.text()), None);
+                    return reject(
+                        line,
+                        raw,
+                        duplicate("person_id", row.person_id.text()),
+                        None,
+                    );
                 }
                 let warnings = person_warnings(&row, context);
-                Item::Person { line, row, warnings, raw }
+                Item::Person {
+                    line,
+                    row,
+                    warnings,
+                    raw,
+                }
             }
-            Err(issues) => Item::Rejected { line, issues, raw, household: None },
+            Err(issues) => Item::Rejected {
+                line,
+                issues,
+                raw,
+                household: None,
+            },
         },
     }
 }
@@ -505,7 +592,11 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(store: &'a mut Store, options: &'a ImportOptions, reports: &'a mut [FileReport]) -> Self {
+    fn new(
+        store: &'a mut Store,
+        options: &'a ImportOptions,
+        reports: &'a mut [FileReport],
+    ) -> Self {
         Writer {
             store,
             options,
@@ -525,7 +616,11 @@ impl<'a> Writer<'a> {
     fn run(&mut self, receiver: Receiver<Message>) -> Result<()> {
         for message in receiver {
             match message {
-                Message::Start { file, table, header } => {
+                Message::Start {
+                    file,
+                    table,
+                    header,
+                } => {
                     self.flush()?;
                     self.table = Some(table);
                     self.outputs.insert(
@@ -562,17 +657,29 @@ impl<'a> Writer<'a> {
     fn apply(&mut self, file: usize, item: Item) -> Result<()> {
         self.reports[file].rows += 1;
         let line = match &item {
-            Item::Rejected { line, .. } | Item::Household { line, .. } | Item::Person { line, .. } => *line,
+            Item::Rejected { line, .. }
+            | Item::Household { line, .. }
+            | Item::Person { line, .. } => *line,
         };
         self.last_line = Some((file, line));
         match item {
-            Item::Rejected { line, issues, raw, household } => {
+            Item::Rejected {
+                line,
+                issues,
+                raw,
+                household,
+            } => {
                 if let Some(id) = household {
                     self.rejected_households.insert(id);
                 }
                 self.reject(file, line, &issues, &raw)?;
             }
-            Item::Household { line, row, warnings, raw } => {
+            Item::Household {
+                line,
+                row,
+                warnings,
+                raw,
+            } => {
                 let id = row.household_id;
                 self.rejected_households.remove(&id);
                 if self.options.dry_run {
@@ -584,7 +691,10 @@ impl<'a> Writer<'a> {
                         },
                     );
                 }
-                let delta = self.touched.get(&id).map_or(0, |touched| touched.persons_delta);
+                let delta = self
+                    .touched
+                    .get(&id)
+                    .map_or(0, |touched| touched.persons_delta);
                 self.touched.insert(
                     id,
                     Touched {
@@ -600,7 +710,12 @@ impl<'a> Writer<'a> {
                 self.reports[file].stored += 1;
                 self.households.push(row);
             }
-            Item::Person { line, row, warnings, raw } => {
+            Item::Person {
+                line,
+                row,
+                warnings,
+                raw,
+            } => {
                 let id = row.household_id;
                 let Some(household) = self.known_household(id) else {
                     let (rule_name, message) = if self.rejected_households.contains(&id) {
@@ -617,12 +732,19 @@ impl<'a> Writer<'a> {
                     let issue = issue(Some("household_id"), id.to_string(), rule_name, message);
                     return self.reject(file, line, &[issue], &raw);
                 };
-                if row.relation == tiermesh_federation::record::Relation::Head && row.person_id != household.head {
+                if row.relation == tiermesh_federation::record::Relation::Head
+                    && row.person_id != household.head
+                {
                     let message = format!(
                         "a head's person_id must equal the household's head_id {}",
                         household.head
                     );
-                    let issue = issue(Some("person_id"), row.person_id.text(), rule::HEAD_MISMATCH, message);
+                    let issue = issue(
+                        Some("person_id"),
+                        row.person_id.text(),
+                        rule::HEAD_MISMATCH,
+                        message,
+                    );
                     return self.reject(file, line, &[issue], &raw);
                 }
                 let mut warnings = warnings;
@@ -692,7 +814,10 @@ impl<'a> Writer<'a> {
         }
         if self.options.log_commits {
             if let Some((file, line)) = self.last_line.take() {
-                println!("committed {} through line {line}", self.reports[file].path.display());
+                println!(
+                    "committed {} through line {line}",
+                    self.reports[file].path.display()
+                );
             }
         }
         Ok(())
@@ -724,10 +849,20 @@ impl<'a> Writer<'a> {
                 column: Some("members"),
                 value: members.to_string(),
                 rule: rule::MEMBERS_MISMATCH,
-                message: format!("household {id} has members = {members} but {persons} persons stored"),
+                message: format!(
+                    "household {id} has members = {members} but {persons} persons stored"
+                ),
             };
-            let row = if self.options.dry_run { None } else { self.store.household(id)? };
-            let header = self.outputs.get(&touched.file).map(|o| o.header.clone()).unwrap_or_default();
+            let row = if self.options.dry_run {
+                None
+            } else {
+                self.store.household(id)?
+            };
+            let header = self
+                .outputs
+                .get(&touched.file)
+                .map(|o| o.header.clone())
+                .unwrap_or_default();
             let raw = match (&row, self.reports[touched.file].table) {
                 (Some(row), Some(Table::Households)) => render_household(row, &header),
                 _ => csv::ByteRecord::new(),
@@ -735,17 +870,31 @@ impl<'a> Writer<'a> {
             self.warn(touched.file, touched.line, &[warning], &raw)?;
         }
         for (file, output) in self.outputs.iter_mut() {
-            for writer in [output.rejects.as_mut(), output.warnings.as_mut()].into_iter().flatten() {
-                writer
-                    .flush()
-                    .with_context(|| format!("writing the report of {}", self.reports[*file].path.display()))?;
+            for writer in [output.rejects.as_mut(), output.warnings.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                writer.flush().with_context(|| {
+                    format!(
+                        "writing the report of {}",
+                        self.reports[*file].path.display()
+                    )
+                })?;
             }
         }
         Ok(self.store.data_version())
     }
 
-    fn report_writer(&mut self, file: usize, kind: &str) -> Result<&mut csv::Writer<BufWriter<File>>> {
-        let path = report_path(&self.reports[file].path, self.options.report_dir.as_deref(), kind);
+    fn report_writer(
+        &mut self,
+        file: usize,
+        kind: &str,
+    ) -> Result<&mut csv::Writer<BufWriter<File>>> {
+        let path = report_path(
+            &self.reports[file].path,
+            self.options.report_dir.as_deref(),
+            kind,
+        );
         let output = self
             .outputs
             .get_mut(&file)
@@ -756,8 +905,11 @@ impl<'a> Writer<'a> {
             &mut output.warnings
         };
         if slot.is_none() {
-            let handle = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(BufWriter::new(handle));
+            let handle =
+                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            let mut writer = csv::WriterBuilder::new()
+                .flexible(true)
+                .from_writer(BufWriter::new(handle));
             let mut header: Vec<&str> = REPORT_COLUMNS.to_vec();
             header.extend(output.header.iter().map(String::as_str));
             writer
@@ -770,10 +922,17 @@ impl<'a> Writer<'a> {
             }
             *slot = Some(writer);
         }
-        slot.as_mut().ok_or_else(|| anyhow!("report writer missing"))
+        slot.as_mut()
+            .ok_or_else(|| anyhow!("report writer missing"))
     }
 
-    fn reject(&mut self, file: usize, line: u64, issues: &[Issue], raw: &csv::ByteRecord) -> Result<()> {
+    fn reject(
+        &mut self,
+        file: usize,
+        line: u64,
+        issues: &[Issue],
+        raw: &csv::ByteRecord,
+    ) -> Result<()> {
         self.reports[file].rejected += 1;
         for issue in issues {
             count(&mut self.reports[file].rejected_by_rule, issue.rule);
@@ -789,7 +948,13 @@ impl<'a> Writer<'a> {
         write_report_row(writer, line, &columns, &values, &rules, &messages, raw)
     }
 
-    fn warn(&mut self, file: usize, line: u64, warnings: &[Issue], raw: &csv::ByteRecord) -> Result<()> {
+    fn warn(
+        &mut self,
+        file: usize,
+        line: u64,
+        warnings: &[Issue],
+        raw: &csv::ByteRecord,
+    ) -> Result<()> {
         for warning in warnings {
             self.reports[file].warnings += 1;
             count(&mut self.reports[file].warnings_by_rule, warning.rule);
@@ -832,14 +997,17 @@ fn write_report_row(
     for field in raw.iter() {
         record.push_field(field);
     }
-    writer.write_byte_record(&record).context("writing a report row")
+    writer
+        .write_byte_record(&record)
+        .context("writing a report row")
 }
 
 /// `<dir>/<stem>.<kind>.csv`, beside the input unless a report folder is given.
 fn report_path(input: &Path, report_dir: Option<&Path>, kind: &str) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map_or_else(|| "import".to_string(), |stem| stem.to_string_lossy().into_owned());
+    let stem = input.file_stem().map_or_else(
+        || "import".to_string(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
     let dir = report_dir
         .map(Path::to_path_buf)
         .or_else(|| input.parent().map(Path::to_path_buf))
@@ -861,7 +1029,10 @@ fn render_household(row: &Household, header: &[String]) -> csv::ByteRecord {
             "cause" => row.cause.name().to_string(),
             "status" => row.status.name().to_string(),
             "registered_year" => row.registered_year.to_string(),
-            "exit_year" => row.exit_year.map(|year| year.to_string()).unwrap_or_default(),
+            "exit_year" => row
+                .exit_year
+                .map(|year| year.to_string())
+                .unwrap_or_default(),
             "income_per_capita" => format_cents(row.income_per_capita),
             "housing_safe" => bool_text(row.housing_safe),
             "water_safe" => bool_text(row.water_safe),

@@ -188,13 +188,20 @@ fn run(cli: Cli) -> Result<i32> {
                     file.rejected,
                     file.warnings
                 );
-                for path in [&file.rejects_file, &file.warnings_file].into_iter().flatten() {
+                for path in [&file.rejects_file, &file.warnings_file]
+                    .into_iter()
+                    .flatten()
+                {
                     line.push_str(&format!(" -> {}", path.display()));
                 }
                 eprintln!("{line}");
             }
             println!("{}", report.summary_line());
-            Ok(if report.rejected() > 0 { EXIT_REJECTED } else { EXIT_OK })
+            Ok(if report.rejected() > 0 {
+                EXIT_REJECTED
+            } else {
+                EXIT_OK
+            })
         }
         Command::Remove { dir, households } => {
             let node = NodeDir::open(&dir)?;
@@ -216,7 +223,11 @@ fn run(cli: Cli) -> Result<i32> {
                 summary.persons,
                 summary.data_version
             );
-            Ok(if summary.not_found.is_empty() { EXIT_OK } else { EXIT_REJECTED })
+            Ok(if summary.not_found.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_REJECTED
+            })
         }
         Command::Query {
             dir,

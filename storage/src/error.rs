@@ -12,7 +12,10 @@ pub enum StorageError {
     Open { path: PathBuf, message: String },
     /// A read or write failed inside RocksDB.
     #[error("database {operation} failed: {message}")]
-    Engine { operation: &'static str, message: String },
+    Engine {
+        operation: &'static str,
+        message: String,
+    },
     /// A stored row could not be decoded: the database is damaged.
     #[error("stored {table} row with key {key} is damaged: {source}")]
     Corrupt {

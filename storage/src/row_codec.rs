@@ -98,7 +98,9 @@ impl<'a> Reader<'a> {
             .offset
             .checked_add(count)
             .filter(|end| *end <= self.bytes.len())
-            .ok_or(RowCodecError::Truncated { offset: self.offset })?;
+            .ok_or(RowCodecError::Truncated {
+                offset: self.offset,
+            })?;
         let slice = &self.bytes[self.offset..end];
         self.offset = end;
         Ok(slice)
@@ -165,10 +167,14 @@ pub fn decode_household(bytes: &[u8]) -> Result<Household, RowCodecError> {
     reader.version()?;
     let household_id = reader.u64()?;
     if household_id >= HouseholdId::LIMIT {
-        return Err(RowCodecError::Field { field: "household_id" });
+        return Err(RowCodecError::Field {
+            field: "household_id",
+        });
     }
-    let region_code = RegionCode::from_u64(household_id / 10_000)
-        .map_err(|_| RowCodecError::Field { field: "region_code" })?;
+    let region_code =
+        RegionCode::from_u64(household_id / 10_000).map_err(|_| RowCodecError::Field {
+            field: "region_code",
+        })?;
     let head_id = IdNumber(reader.u64()?);
     let members = reader.u8()?;
     let cause = field(Cause::from_code(reader.u8()?), "cause")?;
@@ -215,7 +221,9 @@ pub fn decode_person(bytes: &[u8]) -> Result<Person, RowCodecError> {
     let person_id = IdNumber(reader.u64()?);
     let household_id = reader.u64()?;
     if household_id >= HouseholdId::LIMIT {
-        return Err(RowCodecError::Field { field: "household_id" });
+        return Err(RowCodecError::Field {
+            field: "household_id",
+        });
     }
     let relation = field(Relation::from_code(reader.u8()?), "relation")?;
     let gender = field(Gender::from_code(reader.u8()?), "gender")?;
@@ -300,10 +308,16 @@ mod tests {
         );
         let mut versioned = bytes.clone();
         versioned[0] = 9;
-        assert_eq!(decode_household(&versioned), Err(RowCodecError::Version { version: 9 }));
+        assert_eq!(
+            decode_household(&versioned),
+            Err(RowCodecError::Version { version: 9 })
+        );
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert_eq!(decode_household(&trailing), Err(RowCodecError::Trailing { extra: 1 }));
+        assert_eq!(
+            decode_household(&trailing),
+            Err(RowCodecError::Trailing { extra: 1 })
+        );
     }
 
     proptest! {

@@ -11,7 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use tiermesh_federation::image::Image;
 use tiermesh_federation::record::{Household, HouseholdId, IdNumber, Person};
 
@@ -74,7 +76,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,7 +138,9 @@ impl Store {
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // Every column family is created at open; a missing one is a programmer error.
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// Reads every stored row into a fresh image, from one snapshot.
@@ -143,11 +149,12 @@ impl Store {
         let snapshot = self.db.snapshot();
         for item in snapshot.iterator_cf(self.cf(CF_HOUSEHOLDS), IteratorMode::Start) {
             let (key, value) = item.map_err(|e| StorageError::engine("scan", e))?;
-            let row = row_codec::decode_household(&value).map_err(|source| StorageError::Corrupt {
-                table: CF_HOUSEHOLDS,
-                key: hex(&key),
-                source,
-            })?;
+            let row =
+                row_codec::decode_household(&value).map_err(|source| StorageError::Corrupt {
+                    table: CF_HOUSEHOLDS,
+                    key: hex(&key),
+                    source,
+                })?;
             image.upsert_household(&row);
         }
         for item in snapshot.iterator_cf(self.cf(CF_PERSONS), IteratorMode::Start) {
@@ -261,7 +268,10 @@ impl Store {
     }
 
     /// Removes households with all their persons, in one durable write batch.
-    pub fn remove_households(&mut self, ids: &[HouseholdId]) -> Result<RemoveSummary, StorageError> {
+    pub fn remove_households(
+        &mut self,
+        ids: &[HouseholdId],
+    ) -> Result<RemoveSummary, StorageError> {
         let mut batch = WriteBatch::default();
         let mut summary = RemoveSummary::default();
         let mut removed = Vec::new();

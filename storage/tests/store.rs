@@ -11,7 +11,8 @@ use tiermesh_storage::{StorageError, Store, StoreOptions};
 fn household(id: u64, members: u8) -> Household {
     Household {
         household_id: HouseholdId(id),
-        region_code: tiermesh_federation::region::RegionCode::from_u64(id / 10_000).expect("region"),
+        region_code: tiermesh_federation::region::RegionCode::from_u64(id / 10_000)
+            .expect("region"),
         head_id: IdNumber::pack(52010219800101001, 7),
         head_name: "王五".to_string(),
         members,
@@ -74,7 +75,10 @@ fn rows_survive_reopen_and_upserts_replace() {
     assert_eq!(image.households_len(), 3);
     assert_eq!(image.persons_len(), 3);
     assert_eq!(image.persons_stored(HouseholdId(H1)), 2);
-    let stored = store.household(HouseholdId(H1)).expect("read").expect("present");
+    let stored = store
+        .household(HouseholdId(H1))
+        .expect("read")
+        .expect("present");
     assert_eq!(stored.members, 5);
     assert_eq!(stored.cause, Cause::Water);
     assert_eq!(store.count_stored().expect("count"), (3, 3));
@@ -90,7 +94,9 @@ fn a_person_moves_and_removal_takes_members() {
         store
             .write_households(&[household(H1, 1), household(H2, 1)])
             .expect("write");
-        store.write_persons(&[person(1, H1), person(2, H1)]).expect("persons");
+        store
+            .write_persons(&[person(1, H1), person(2, H1)])
+            .expect("persons");
         store.write_persons(&[person(2, H2)]).expect("move");
         assert_eq!(store.image().persons_stored(HouseholdId(H1)), 1);
         assert_eq!(store.image().persons_stored(HouseholdId(H2)), 1);
@@ -113,8 +119,13 @@ fn a_person_moves_and_removal_takes_members() {
 fn persons_without_a_stored_household_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
-    let error = store.write_persons(&[person(1, H1)]).expect_err("no household");
-    assert!(matches!(error, StorageError::MissingHousehold { .. }), "{error}");
+    let error = store
+        .write_persons(&[person(1, H1)])
+        .expect_err("no household");
+    assert!(
+        matches!(error, StorageError::MissingHousehold { .. }),
+        "{error}"
+    );
     assert_eq!(store.image().persons_len(), 0);
 }
 
@@ -131,11 +142,15 @@ fn a_damaged_row_is_an_error_at_open() {
         let names = rocksdb::DB::list_cf(&options, dir.path()).expect("list");
         let db = rocksdb::DB::open_cf(&options, dir.path(), names).expect("raw open");
         let cf = db.cf_handle("households").expect("cf");
-        db.put_cf(cf, H1.to_be_bytes(), b"\x01garbage").expect("put");
+        db.put_cf(cf, H1.to_be_bytes(), b"\x01garbage")
+            .expect("put");
     }
     let error = Store::open(dir.path(), &StoreOptions::default()).expect_err("damaged");
     let message = error.to_string();
-    assert!(message.contains("households row") && message.contains("damaged"), "{message}");
+    assert!(
+        message.contains("households row") && message.contains("damaged"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -150,7 +165,10 @@ fn a_damaged_database_file_is_an_error_at_open() {
     std::fs::write(&manifest, b"this is not a manifest").expect("damage");
     let error = Store::open(dir.path(), &StoreOptions::default()).expect_err("damaged");
     assert!(matches!(error, StorageError::Open { .. }), "{error}");
-    assert!(error.to_string().contains("cannot open the database"), "{error}");
+    assert!(
+        error.to_string().contains("cannot open the database"),
+        "{error}"
+    );
 }
 
 #[test]

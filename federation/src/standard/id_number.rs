@@ -33,7 +33,9 @@ impl IdNumberError {
             IdNumberError::BirthDate => {
                 "characters 7-14 must be a real birth date YYYYMMDD".to_string()
             }
-            IdNumberError::Future => "the birth date in characters 7-14 is in the future".to_string(),
+            IdNumberError::Future => {
+                "the birth date in characters 7-14 is in the future".to_string()
+            }
         }
     }
 }
@@ -100,13 +102,22 @@ mod tests {
         let id = parse("11010519491231002X", today()).expect("valid");
         assert_eq!(id.text(), "11010519491231002X");
         let id = parse("440524188001010014", today()).expect("valid");
-        assert_eq!(id.birth_date().map(|d| d.to_string()), Some("1880-01-01".into()));
+        assert_eq!(
+            id.birth_date().map(|d| d.to_string()),
+            Some("1880-01-01".into())
+        );
     }
 
     #[test]
     fn refuses_broken_numbers() {
-        assert_eq!(parse("11010519491231002x", today()), Err(IdNumberError::Shape));
-        assert_eq!(parse("11010519491231002", today()), Err(IdNumberError::Shape));
+        assert_eq!(
+            parse("11010519491231002x", today()),
+            Err(IdNumberError::Shape)
+        );
+        assert_eq!(
+            parse("11010519491231002", today()),
+            Err(IdNumberError::Shape)
+        );
         assert_eq!(
             parse("110105194912310021", today()),
             Err(IdNumberError::Check { expected: 'X' })
