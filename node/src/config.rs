@@ -159,7 +159,7 @@ impl NodeDir {
     pub fn signing_key(&self) -> Result<SigningKey> {
         let path = self.path.join(KEY_FILE);
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(SigningKey::from_pkcs8(&bytes).with_context(|| path.display().to_string())?)
+        SigningKey::from_pkcs8(&bytes).with_context(|| path.display().to_string())
     }
 
     /// Opens the node's database (and builds its columnar image).

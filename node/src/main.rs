@@ -91,6 +91,10 @@ enum Command {
         /// Reference date for age() and age_band() (YYYY-MM-DD); default today.
         #[arg(long)]
         as_of: Option<String>,
+        /// Execute the query this many times and report the median execution time
+        /// (`elapsed_ms` in JSON), for benchmarks.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// Generate valid synthetic data: OUT/<county code>/{households,persons}.csv.
     Gen {
@@ -234,13 +238,26 @@ fn run(cli: Cli) -> Result<i32> {
             sql,
             format,
             as_of,
+            runs,
         } => {
             let node = NodeDir::open(&dir)?;
             let as_of = parse_date(as_of.as_deref(), "--as-of")?;
             let plan = tiermesh_federation::query::plan(&sql, as_of)?;
             let store = node.open_store(&StoreOptions::default())?;
-            let result = tiermesh_federation::query::execute(&plan, store.image());
-            print!("{}", render(&result, format, store.image().data_version)?);
+            let mut timings = Vec::with_capacity(runs.max(1));
+            let mut result = None;
+            for _ in 0..runs.max(1) {
+                let started = std::time::Instant::now();
+                result = Some(tiermesh_federation::query::execute(&plan, store.image()));
+                timings.push(started.elapsed());
+            }
+            timings.sort();
+            let elapsed = timings[timings.len() / 2];
+            let result = result.context("the query did not run")?;
+            print!(
+                "{}",
+                render(&result, format, store.image().data_version, elapsed)?
+            );
             Ok(EXIT_OK)
         }
         Command::Gen {

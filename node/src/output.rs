@@ -19,7 +19,12 @@ pub enum Format {
 }
 
 /// Renders a query result.
-pub fn render(result: &QueryResult, format: Format, data_version: u64) -> Result<String> {
+pub fn render(
+    result: &QueryResult,
+    format: Format,
+    data_version: u64,
+    elapsed: std::time::Duration,
+) -> Result<String> {
     match format {
         Format::Table => {
             let mut table = Table::new();
@@ -36,8 +41,10 @@ pub fn render(result: &QueryResult, format: Format, data_version: u64) -> Result
                 }));
             }
             Ok(format!(
-                "{table}\n{} rows; data version {data_version}\n",
-                result.rows.len()
+                "{table}\n{} rows; {} rows scanned in {:.1} ms; data version {data_version}\n",
+                result.rows.len(),
+                result.rows_scanned,
+                elapsed.as_secs_f64() * 1e3
             ))
         }
         Format::Csv => {
@@ -62,6 +69,7 @@ pub fn render(result: &QueryResult, format: Format, data_version: u64) -> Result
                 "rows": rows,
                 "data_version": data_version,
                 "rows_scanned": result.rows_scanned,
+                "elapsed_ms": elapsed.as_secs_f64() * 1e3,
             });
             Ok(format!("{}\n", serde_json::to_string_pretty(&document)?))
         }
