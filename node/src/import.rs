@@ -162,6 +162,25 @@ struct Input {
     /// File positions of the standard columns, in file order (skipping report columns).
     keep: Vec<usize>,
     table: Table,
+    /// Lines end in CRLF (judged from the first line).
+    crlf: bool,
+}
+
+/// Bytes looked at to tell CRLF from LF line ends.
+const LINE_END_PROBE_BYTES: u64 = 64 * 1024;
+
+/// True when the first line of `file` ends in CRLF; rewinds the file.
+fn first_line_ends_in_crlf(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut probe = Vec::new();
+    file.by_ref()
+        .take(LINE_END_PROBE_BYTES)
+        .read_to_end(&mut probe)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(probe
+        .iter()
+        .position(|byte| *byte == b'\n')
+        .is_some_and(|position| position > 0 && probe[position - 1] == b'\r'))
 }
 
 /// Counts bytes read, for the progress bar.
@@ -184,7 +203,9 @@ fn open_input(
     path: &Path,
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Input> {
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let crlf = first_line_ends_in_crlf(&mut file)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -226,6 +247,7 @@ fn open_input(
     let table = map.table;
     Ok(Input {
         index,
+        crlf,
         path: path.to_path_buf(),
         reader,
         header,
@@ -374,7 +396,14 @@ fn read_inputs(
             if !more {
                 break;
             }
+            // The csv crate counts a CRLF's LF only when it reads the next record, so in a CRLF
+            // file every record after the first is reported one line early.
             let line = record.position().map_or(line, |position| position.line());
+            let line = if input.crlf && line > 1 {
+                line + 1
+            } else {
+                line
+            };
             let raw = std::mem::replace(&mut record, csv::ByteRecord::with_capacity(256, 24));
             items.push(check_row(input, context, &mut seen, line, raw));
             if items.len() == batch_rows {
