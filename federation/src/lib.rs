@@ -6,6 +6,7 @@
 
 pub mod date;
 pub mod image;
+pub mod query;
 pub mod record;
 pub mod region;
 pub mod schema;

@@ -24,23 +24,38 @@ impl fmt::Display for Position {
 pub enum QueryError {
     /// The text is not SQL the parser can read.
     #[error("{}syntax error: {message}", prefix(*position))]
-    Syntax { position: Option<Position>, message: String },
+    Syntax {
+        position: Option<Position>,
+        message: String,
+    },
     /// Valid SQL that the query language does not accept: a clause, a construct, a function.
     #[error("{}not supported: {message}", prefix(*position))]
-    Unsupported { position: Option<Position>, message: String },
+    Unsupported {
+        position: Option<Position>,
+        message: String,
+    },
     /// A table or column the data standard does not have.
     #[error("{}unknown name: {message}", prefix(*position))]
-    Unknown { position: Option<Position>, message: String },
+    Unknown {
+        position: Option<Position>,
+        message: String,
+    },
     /// A personal column used anywhere but as the argument of `age`/`age_band`.
     #[error(
-        "{}personal column: `{column}` identifies people and may not be selected, grouped, filtered \
-         or aggregated (only birth_date, and only inside age() or age_band())",
+        "{}personal column: `{column}` identifies people and may not be selected, grouped, \
+         filtered or aggregated (only birth_date, and only inside age() or age_band())",
         prefix(*position)
     )]
-    Personal { position: Option<Position>, column: String },
+    Personal {
+        position: Option<Position>,
+        column: String,
+    },
     /// A value or operand of the wrong type for where it is used.
     #[error("{}type mismatch: {message}", prefix(*position))]
-    Type { position: Option<Position>, message: String },
+    Type {
+        position: Option<Position>,
+        message: String,
+    },
 }
 
 impl QueryError {
