@@ -6,7 +6,7 @@
 //! Personal columns (names, ID numbers, phones) are not kept here, except each person's birth
 //! date, which only `age`/`age_band` may read.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 use crate::record::{Household, HouseholdId, IdNumber, Person};
 
@@ -19,7 +19,7 @@ pub const NULL_YEAR: u16 = 0;
 #[derive(Clone, Debug, Default)]
 pub struct Dictionary {
     values: Vec<String>,
-    codes: HashMap<String, u32>,
+    codes: std::collections::HashMap<String, u32>,
 }
 
 impl Dictionary {
@@ -103,8 +103,8 @@ pub struct PersonColumns {
 pub struct Image {
     pub households: HouseholdColumns,
     pub persons: PersonColumns,
-    household_slots: HashMap<HouseholdId, u32>,
-    person_slots: HashMap<IdNumber, u32>,
+    household_slots: FastMap<HouseholdId, u32>,
+    person_slots: FastMap<IdNumber, u32>,
     households_alive: usize,
     persons_alive: usize,
     /// The storage sequence number the image reflects.
@@ -115,6 +115,12 @@ impl Image {
     /// An empty image.
     pub fn new() -> Image {
         Image::default()
+    }
+
+    /// Makes room for this many more rows without reallocating.
+    pub fn reserve(&mut self, households: usize, persons: usize) {
+        self.household_slots.reserve(households);
+        self.person_slots.reserve(persons);
     }
 
     /// Live households.

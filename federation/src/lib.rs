@@ -5,6 +5,7 @@
 //! passes time and randomness in.
 
 pub mod date;
+pub mod fast_hash;
 pub mod image;
 pub mod query;
 pub mod record;

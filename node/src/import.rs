@@ -10,10 +10,12 @@
 //! `<file>.warnings.csv`. Nothing is dropped quietly.
 
 use std::collections::{HashMap, HashSet};
+
 use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use tiermesh_federation::fast_hash::{FastMap, FastSet};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_federation::date::Date;
@@ -24,10 +26,10 @@ use tiermesh_federation::standard::validate::{
     household_warnings, parse_household, parse_person, person_warnings, rule, HeaderMap,
     ImportContext, Issue, Severity,
 };
-use tiermesh_storage::Store;
+use tiermesh_storage::{Committer, PreparedWrite, Store};
 
 /// Default rows per validated batch handed to the writer, and per durable write.
-pub const BATCH_ROWS_DEFAULT: usize = 16_384;
+pub const BATCH_ROWS_DEFAULT: usize = 65_536;
 /// Largest batch accepted.
 pub const BATCH_ROWS_MAX: usize = 1 << 20;
 /// Batches in flight between the reader and the writer.
@@ -269,7 +271,9 @@ enum Item {
         line: u64,
         row: Person,
         warnings: Vec<Issue>,
-        raw: csv::ByteRecord,
+        /// Present when the row has warnings; a rejection renders the row from `row`, which a
+        /// valid persons row determines exactly.
+        raw: Option<csv::ByteRecord>,
     },
     Rejected {
         line: u64,
@@ -300,6 +304,10 @@ pub fn import(
 ) -> Result<ImportReport> {
     if options.files.is_empty() {
         bail!("no files given: name one or more CSV files of households or persons");
+    }
+    if let Some(report_dir) = &options.report_dir {
+        std::fs::create_dir_all(report_dir)
+            .with_context(|| format!("creating the report folder {}", report_dir.display()))?;
     }
     let bytes_read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Every header is checked before anything is stored.
@@ -334,11 +342,31 @@ pub fn import(
     let progress = crate::output::progress_bar(options.progress, total_bytes);
     let (sender, receiver) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
     let writer_result = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            let mut writer = Writer::new(store, options, &mut reports);
-            writer.run(receiver)?;
-            writer.finish()
-        });
+        let link = if options.dry_run {
+            None
+        } else {
+            let (commits, commit_receiver) = sync_channel::<Commit>(COMMITS_IN_FLIGHT);
+            let (done_sender, done) = sync_channel::<Result<()>>(1);
+            let committer = store.committer();
+            std::thread::Builder::new()
+                .name("import-committer".to_string())
+                .spawn_scoped(scope, move || {
+                    run_committer(committer, commit_receiver, done_sender)
+                })
+                .context("starting the import committer thread")?;
+            Some(CommitLink {
+                commits: Some(commits),
+                done,
+            })
+        };
+        let writer = std::thread::Builder::new()
+            .name("import-writer".to_string())
+            .spawn_scoped(scope, || {
+                let mut writer = Writer::new(store, link, options, &mut reports);
+                writer.run(receiver)?;
+                writer.finish()
+            })
+            .context("starting the import writer thread")?;
         let read_result = read_inputs(
             options.batch_rows,
             &mut inputs,
@@ -351,7 +379,12 @@ pub fn import(
         let written = writer
             .join()
             .map_err(|_| anyhow!("the import writer thread panicked"))?;
-        read_result.and(written)
+        // The writer's error is the cause when both failed (the reader then only saw it stop).
+        match (read_result, written) {
+            (_, Err(error)) => Err(error),
+            (Err(error), Ok(_)) => Err(error),
+            (Ok(()), Ok(version)) => Ok(version),
+        }
     });
     progress.finish_and_clear();
     let data_version = writer_result?;
@@ -383,7 +416,7 @@ fn read_inputs(
                 header: input.header.clone(),
             })
             .map_err(|_| closed())?;
-        let mut seen: HashSet<u64> = HashSet::new();
+        let mut seen: FastSet<u64> = FastSet::default();
         let batch_rows = context_batch_rows(batch_rows);
         let mut items = Vec::with_capacity(batch_rows);
         let mut record = csv::ByteRecord::new();
@@ -404,8 +437,7 @@ fn read_inputs(
             } else {
                 line
             };
-            let raw = std::mem::replace(&mut record, csv::ByteRecord::with_capacity(256, 24));
-            items.push(check_row(input, context, &mut seen, line, raw));
+            items.push(check_row(input, context, &mut seen, line, &record));
             if items.len() == batch_rows {
                 let batch = std::mem::replace(&mut items, Vec::with_capacity(batch_rows));
                 sender
@@ -462,10 +494,12 @@ fn issue(
 fn check_row(
     input: &Input,
     context: &ImportContext,
-    seen: &mut HashSet<u64>,
+    seen: &mut FastSet<u64>,
     line: u64,
-    raw: csv::ByteRecord,
+    record: &csv::ByteRecord,
 ) -> Item {
+    // The row's bytes travel on only when a report needs them: rejected or warned rows.
+    let raw = record;
     if raw.len() != input.header.len() {
         let message = format!(
             "the header has {} cells, this row {}; check for a missing or extra comma",
@@ -474,7 +508,7 @@ fn check_row(
         );
         return reject(
             line,
-            raw,
+            raw.clone(),
             issue(None, String::new(), rule::SHAPE, message),
             None,
         );
@@ -483,7 +517,7 @@ fn check_row(
         let message = format!("the row is longer than {RECORD_BYTES_MAX} bytes");
         return reject(
             line,
-            raw,
+            raw.clone(),
             issue(None, String::new(), rule::SHAPE, message),
             None,
         );
@@ -500,7 +534,7 @@ fn check_row(
         );
         return reject(
             line,
-            raw,
+            raw.clone(),
             issue(None, String::new(), ENCODING_RULE, message),
             None,
         );
@@ -517,10 +551,15 @@ fn check_row(
             Ok(row) => {
                 if !seen.insert(row.household_id.0) {
                     let id = row.household_id;
-                    return reject(line, raw, duplicate("household_id", id.to_string()), None);
+                    return reject(
+                        line,
+                        raw.clone(),
+                        duplicate("household_id", id.to_string()),
+                        None,
+                    );
                 }
                 let warnings = household_warnings(&row, context);
-                let raw = (!warnings.is_empty()).then_some(raw);
+                let raw = (!warnings.is_empty()).then(|| raw.clone());
                 Item::Household {
                     line,
                     row,
@@ -539,7 +578,7 @@ fn check_row(
                 Item::Rejected {
                     line,
                     issues,
-                    raw,
+                    raw: raw.clone(),
                     household,
                 }
             }
@@ -549,12 +588,13 @@ fn check_row(
                 if !seen.insert(row.person_id.0) {
                     return reject(
                         line,
-                        raw,
+                        raw.clone(),
                         duplicate("person_id", row.person_id.text()),
                         None,
                     );
                 }
                 let warnings = person_warnings(&row, context);
+                let raw = (!warnings.is_empty()).then(|| raw.clone());
                 Item::Person {
                     line,
                     row,
@@ -565,7 +605,7 @@ fn check_row(
             Err(issues) => Item::Rejected {
                 line,
                 issues,
-                raw,
+                raw: raw.clone(),
                 household: None,
             },
         },
@@ -584,14 +624,15 @@ struct KnownHousehold {
     region: RegionCode,
 }
 
-/// Where a household touched by this import was last seen, to file its members-mismatch warning.
+/// A household this import touched, where, so its `members-mismatch` screen can run once all
+/// rows are in (and be filed against that line).
 #[derive(Clone, Copy)]
 struct Touched {
+    id: HouseholdId,
     file: usize,
     line: u64,
+    /// `members` of a households row of this run; 0 when only persons touched the household.
     members: u8,
-    /// Dry run: persons the run would add to (or move out of) the household.
-    persons_delta: i32,
 }
 
 /// Counters and report files of one input file.
@@ -601,8 +642,69 @@ struct FileOutput {
     warnings: Option<csv::Writer<BufWriter<File>>>,
 }
 
+/// A prepared batch, and the lines to print once it is durable.
+struct Commit {
+    prepared: PreparedWrite,
+    lines: Vec<String>,
+}
+
+/// Prepared batches in flight to the committer.
+const COMMITS_IN_FLIGHT: usize = 2;
+
+/// The committer thread: makes prepared batches durable in order, then prints their commit
+/// lines. Its result arrives on `done` when the writer has hung up.
+fn run_committer(committer: Committer, commits: Receiver<Commit>, done: SyncSender<Result<()>>) {
+    let mut result = Ok(());
+    for commit in commits {
+        match committer.commit(commit.prepared) {
+            Ok(_) => {
+                for line in commit.lines {
+                    println!("{line}");
+                }
+            }
+            Err(error) => {
+                result = Err(anyhow::Error::from(error));
+                break;
+            }
+        }
+    }
+    // The writer may have failed first and stopped listening; nothing is lost then.
+    let _ = done.send(result);
+}
+
+/// The link from the writer to the committer thread.
+struct CommitLink {
+    commits: Option<SyncSender<Commit>>,
+    done: Receiver<Result<()>>,
+}
+
+impl CommitLink {
+    fn send(&mut self, commit: Commit) -> Result<()> {
+        let sent = match &self.commits {
+            Some(commits) => commits.send(commit).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            self.wait()?;
+            bail!("the committer stopped")
+        }
+    }
+
+    /// Hangs up and waits until every batch sent is durable.
+    fn wait(&mut self) -> Result<()> {
+        self.commits = None;
+        self.done
+            .recv()
+            .map_err(|_| anyhow!("the committer thread ended without a result"))?
+    }
+}
+
 struct Writer<'a> {
     store: &'a mut Store,
+    /// Absent in a dry run.
+    link: Option<CommitLink>,
     options: &'a ImportOptions,
     reports: &'a mut [FileReport],
     outputs: HashMap<usize, FileOutput>,
@@ -610,35 +712,50 @@ struct Writer<'a> {
     households: Vec<Household>,
     persons: Vec<Person>,
     /// Households rejected in this run (and not accepted later in it).
-    rejected_households: HashSet<HouseholdId>,
+    rejected_households: FastSet<HouseholdId>,
     /// Dry run: households accepted in this run.
-    pending: HashMap<HouseholdId, KnownHousehold>,
+    pending: FastMap<HouseholdId, KnownHousehold>,
     /// Dry run: persons accepted in this run, with their household.
-    pending_persons: HashMap<IdNumber, HouseholdId>,
-    touched: HashMap<HouseholdId, Touched>,
-    /// The file and line of the last row handed to the pending batch.
-    last_line: Option<(usize, u64)>,
+    pending_persons: FastMap<IdNumber, HouseholdId>,
+    /// Appended in input order; persons of one household come together, so each run of them
+    /// adds one entry.
+    touched: Vec<Touched>,
+    last_person_household: Option<HouseholdId>,
+    /// Dry run: persons the run would add to (or move out of) each household.
+    dry_run_deltas: FastMap<HouseholdId, i32>,
+    /// Report file names of each input, without the kind.
+    report_bases: Vec<PathBuf>,
+    /// The last line of each file with rows in the pending batch.
+    last_lines: Vec<(usize, u64)>,
+    /// Rows per durable write.
+    batch_rows: usize,
 }
 
 impl<'a> Writer<'a> {
     fn new(
         store: &'a mut Store,
+        link: Option<CommitLink>,
         options: &'a ImportOptions,
         reports: &'a mut [FileReport],
     ) -> Self {
         Writer {
             store,
+            link,
             options,
             reports,
             outputs: HashMap::new(),
             table: None,
             households: Vec::new(),
             persons: Vec::new(),
-            last_line: None,
-            rejected_households: HashSet::new(),
-            pending: HashMap::new(),
-            pending_persons: HashMap::new(),
-            touched: HashMap::new(),
+            last_lines: Vec::new(),
+            batch_rows: context_batch_rows(options.batch_rows),
+            rejected_households: FastSet::default(),
+            pending: FastMap::default(),
+            pending_persons: FastMap::default(),
+            touched: Vec::new(),
+            last_person_household: None,
+            dry_run_deltas: FastMap::default(),
+            report_bases: report_bases(&options.files, options.report_dir.as_deref()),
         }
     }
 
@@ -650,7 +767,10 @@ impl<'a> Writer<'a> {
                     table,
                     header,
                 } => {
-                    self.flush()?;
+                    // Persons are checked against stored households: commit those first.
+                    if self.table != Some(table) {
+                        self.flush()?;
+                    }
                     self.table = Some(table);
                     self.outputs.insert(
                         file,
@@ -665,7 +785,9 @@ impl<'a> Writer<'a> {
                     for item in items {
                         self.apply(file, item)?;
                     }
-                    self.flush()?;
+                    if self.households.len() + self.persons.len() >= self.batch_rows {
+                        self.flush()?;
+                    }
                 }
             }
         }
@@ -690,7 +812,10 @@ impl<'a> Writer<'a> {
             | Item::Household { line, .. }
             | Item::Person { line, .. } => *line,
         };
-        self.last_line = Some((file, line));
+        match self.last_lines.last_mut() {
+            Some((last_file, last_line)) if *last_file == file => *last_line = line,
+            _ => self.last_lines.push((file, line)),
+        }
         match item {
             Item::Rejected {
                 line,
@@ -720,19 +845,12 @@ impl<'a> Writer<'a> {
                         },
                     );
                 }
-                let delta = self
-                    .touched
-                    .get(&id)
-                    .map_or(0, |touched| touched.persons_delta);
-                self.touched.insert(
+                self.touched.push(Touched {
                     id,
-                    Touched {
-                        file,
-                        line,
-                        members: row.members,
-                        persons_delta: delta,
-                    },
-                );
+                    file,
+                    line,
+                    members: row.members,
+                });
                 if let Some(raw) = raw {
                     self.warn(file, line, &warnings, &raw)?;
                 }
@@ -746,6 +864,14 @@ impl<'a> Writer<'a> {
                 raw,
             } => {
                 let id = row.household_id;
+                let raw = raw.unwrap_or_default();
+                let raw_or_render = |raw: &csv::ByteRecord, writer: &Self| {
+                    if raw.is_empty() {
+                        render_person(&row, &writer.header_of(file))
+                    } else {
+                        raw.clone()
+                    }
+                };
                 let Some(household) = self.known_household(id) else {
                     let (rule_name, message) = if self.rejected_households.contains(&id) {
                         (
@@ -759,6 +885,7 @@ impl<'a> Writer<'a> {
                         )
                     };
                     let issue = issue(Some("household_id"), id.to_string(), rule_name, message);
+                    let raw = raw_or_render(&raw, self);
                     return self.reject(file, line, &[issue], &raw);
                 };
                 if row.relation == tiermesh_federation::record::Relation::Head
@@ -774,6 +901,7 @@ impl<'a> Writer<'a> {
                         rule::HEAD_MISMATCH,
                         message,
                     );
+                    let raw = raw_or_render(&raw, self);
                     return self.reject(file, line, &[issue], &raw);
                 }
                 let mut warnings = warnings;
@@ -798,17 +926,24 @@ impl<'a> Writer<'a> {
                     }
                 }
                 if !warnings.is_empty() {
+                    let raw = raw_or_render(&raw, self);
                     self.warn(file, line, &warnings, &raw)?;
+                }
+                if let Some(previous) = previous.filter(|previous| *previous != id) {
+                    // The household the person leaves changes too.
+                    self.touch(previous, file, line);
+                    if self.options.dry_run {
+                        *self.dry_run_deltas.entry(previous).or_insert(0) -= 1;
+                    }
                 }
                 if self.options.dry_run && previous != Some(id) {
                     // Nothing is written in a dry run: keep the membership changes as deltas.
                     self.pending_persons.insert(row.person_id, id);
-                    if let Some(previous) = previous {
-                        self.touch(previous, file, line).persons_delta -= 1;
-                    }
-                    self.touch(id, file, line).persons_delta += 1;
-                } else {
+                    *self.dry_run_deltas.entry(id).or_insert(0) += 1;
+                }
+                if self.last_person_household != Some(id) {
                     self.touch(id, file, line);
+                    self.last_person_household = Some(id);
                 }
                 self.reports[file].stored += 1;
                 self.persons.push(row);
@@ -817,36 +952,70 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// The household's entry in `touched`, created at `file`/`line` when new.
-    fn touch(&mut self, id: HouseholdId, file: usize, line: u64) -> &mut Touched {
-        self.touched.entry(id).or_insert(Touched {
+    /// The header of an input file, as read.
+    fn header_of(&self, file: usize) -> Vec<String> {
+        self.outputs
+            .get(&file)
+            .map(|output| output.header.clone())
+            .unwrap_or_default()
+    }
+
+    /// Notes that persons of household `id` changed at `file`/`line`.
+    fn touch(&mut self, id: HouseholdId, file: usize, line: u64) {
+        self.touched.push(Touched {
+            id,
             file,
             line,
             members: 0,
-            persons_delta: 0,
-        })
+        });
     }
 
     fn flush(&mut self) -> Result<()> {
         if self.options.dry_run {
             self.households.clear();
             self.persons.clear();
+            self.last_lines.clear();
             return Ok(());
         }
+        let lines: Vec<String> = self
+            .last_lines
+            .drain(..)
+            .filter(|_| self.options.log_commits)
+            .map(|(file, line)| {
+                format!(
+                    "committed {} through line {line}",
+                    self.reports[file].path.display()
+                )
+            })
+            .collect();
+        let mut prepared = Vec::with_capacity(2);
         if !self.households.is_empty() {
-            self.store.write_households(&self.households)?;
+            prepared.push(self.store.prepare_households(&self.households));
             self.households.clear();
         }
         if !self.persons.is_empty() {
-            self.store.write_persons(&self.persons)?;
+            prepared.push(self.store.prepare_persons(&self.persons)?);
             self.persons.clear();
         }
-        if self.options.log_commits {
-            if let Some((file, line)) = self.last_line.take() {
-                println!(
-                    "committed {} through line {line}",
-                    self.reports[file].path.display()
-                );
+        if prepared.is_empty() {
+            // Every row of the batch was rejected: nothing to make durable.
+            for line in lines {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        let link = self.link.as_mut().ok_or_else(|| anyhow!("no committer"))?;
+        let last = prepared.len() - 1;
+        let mut lines = Some(lines);
+        for (index, prepared) in prepared.into_iter().enumerate() {
+            let lines = if index == last {
+                lines.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if let Err(error) = link.send(Commit { prepared, lines }) {
+                self.store.resync_image()?;
+                return Err(error);
             }
         }
         Ok(())
@@ -856,9 +1025,31 @@ impl<'a> Writer<'a> {
     /// the report files. Returns the data version.
     fn finish(mut self) -> Result<u64> {
         self.flush()?;
-        let mut touched: Vec<(HouseholdId, Touched)> = self.touched.drain().collect();
-        touched.sort_by_key(|(id, touched)| (touched.file, touched.line, *id));
-        for (id, touched) in touched {
+        if let Some(link) = self.link.as_mut() {
+            if let Err(error) = link.wait() {
+                self.store.resync_image()?;
+                return Err(error);
+            }
+            self.store.refresh_data_version();
+        }
+        let mut entries = std::mem::take(&mut self.touched);
+        entries.sort_by_key(|touched| touched.id);
+        // One check per household, filed against its last households row of this run, or else
+        // the first persons row that touched it.
+        let mut touched: Vec<Touched> = entries
+            .chunk_by(|a, b| a.id == b.id)
+            .map(|group| {
+                *group
+                    .iter()
+                    .rev()
+                    .find(|touched| touched.members > 0)
+                    .unwrap_or(&group[0])
+            })
+            .collect();
+        drop(entries);
+        touched.sort_by_key(|touched| (touched.file, touched.line, touched.id));
+        for touched in touched {
+            let id = touched.id;
             let image = self.store.image();
             let stored_members = image
                 .household_slot(id)
@@ -869,7 +1060,8 @@ impl<'a> Writer<'a> {
                 (imported, _) => imported,
             };
             let stored = image.persons_stored(id);
-            let persons = (i32::from(stored) + touched.persons_delta).max(0) as u16;
+            let delta = self.dry_run_deltas.get(&id).copied().unwrap_or(0);
+            let persons = (i32::from(stored) + delta).max(0) as u16;
             if u16::from(members) == persons {
                 continue;
             }
@@ -911,6 +1103,9 @@ impl<'a> Writer<'a> {
                 })?;
             }
         }
+        if !self.options.dry_run {
+            self.store.flush()?;
+        }
         Ok(self.store.data_version())
     }
 
@@ -919,11 +1114,7 @@ impl<'a> Writer<'a> {
         file: usize,
         kind: &str,
     ) -> Result<&mut csv::Writer<BufWriter<File>>> {
-        let path = report_path(
-            &self.reports[file].path,
-            self.options.report_dir.as_deref(),
-            kind,
-        );
+        let path = with_kind(&self.report_bases[file], kind);
         let output = self
             .outputs
             .get_mut(&file)
@@ -1031,17 +1222,87 @@ fn write_report_row(
         .context("writing a report row")
 }
 
-/// `<dir>/<stem>.<kind>.csv`, beside the input unless a report folder is given.
-fn report_path(input: &Path, report_dir: Option<&Path>, kind: &str) -> PathBuf {
-    let stem = input.file_stem().map_or_else(
-        || "import".to_string(),
-        |stem| stem.to_string_lossy().into_owned(),
-    );
-    let dir = report_dir
-        .map(Path::to_path_buf)
-        .or_else(|| input.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    dir.join(format!("{stem}.{kind}.csv"))
+/// The report files of each input, without the `.<kind>.csv` ending: `<dir>/<stem>`, beside the
+/// input unless a report folder is given. Names are made unique (two `households.csv` from two
+/// county folders into one report folder get their folder's name in front), and no report ever
+/// overwrites an input of the same command.
+pub fn report_bases(files: &[PathBuf], report_dir: Option<&Path>) -> Vec<PathBuf> {
+    let stem = |input: &Path| {
+        input.file_stem().map_or_else(
+            || "import".to_string(),
+            |stem| stem.to_string_lossy().into_owned(),
+        )
+    };
+    let dir = |input: &Path| {
+        report_dir
+            .map(Path::to_path_buf)
+            .or_else(|| input.parent().map(Path::to_path_buf))
+            .unwrap_or_default()
+    };
+    let plain: Vec<PathBuf> = files
+        .iter()
+        .map(|input| dir(input).join(stem(input)))
+        .collect();
+    let inputs: HashSet<PathBuf> = files
+        .iter()
+        .map(|input| input.canonicalize().unwrap_or_else(|_| input.clone()))
+        .collect();
+    let clashes_with_input = |base: &Path| {
+        ["rejects", "warnings"].iter().any(|kind| {
+            let path = with_kind(base, kind);
+            inputs.contains(&path.canonicalize().unwrap_or(path))
+        })
+    };
+    let mut taken: HashSet<PathBuf> = HashSet::new();
+    let mut bases = Vec::with_capacity(files.len());
+    for (index, (input, base)) in files.iter().zip(&plain).enumerate() {
+        let shared = plain.iter().filter(|other| *other == base).count() > 1;
+        let mut candidate = if shared {
+            let folder = input
+                .parent()
+                .and_then(Path::file_name)
+                .map_or_else(String::new, |name| format!("{}-", name.to_string_lossy()));
+            dir(input).join(format!("{folder}{}", stem(input)))
+        } else {
+            base.clone()
+        };
+        if taken.contains(&candidate) || clashes_with_input(&candidate) {
+            candidate = dir(input).join(format!("{}-{}", stem(input), index + 1));
+        }
+        taken.insert(candidate.clone());
+        bases.push(candidate);
+    }
+    bases
+}
+
+fn with_kind(base: &Path, kind: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_os_string();
+    name.push(format!(".{kind}.csv"));
+    PathBuf::from(name)
+}
+
+/// A valid persons row written back as CSV cells in `header`'s order. Every cell of a valid
+/// persons row has exactly one accepted spelling, so this is the row as it was written.
+fn render_person(row: &Person, header: &[String]) -> csv::ByteRecord {
+    let bool_text = |value: bool| if value { "true" } else { "false" }.to_string();
+    let mut record = csv::ByteRecord::new();
+    for name in header {
+        let cell = match name.as_str() {
+            "person_id" => row.person_id.text(),
+            "household_id" => row.household_id.to_string(),
+            "relation" => row.relation.name().to_string(),
+            "gender" => row.gender.name().to_string(),
+            "birth_date" => row.birth_date.to_string(),
+            "education" => row.education.name().to_string(),
+            "health" => row.health.name().to_string(),
+            "labor" => row.labor.name().to_string(),
+            "in_school" => bool_text(row.in_school),
+            "employed" => bool_text(row.employed),
+            _ => String::new(),
+        };
+        record.push_field(cell.as_bytes());
+    }
+    record
 }
 
 /// A stored household written back as CSV cells in `header`'s order.
@@ -1076,4 +1337,40 @@ fn render_household(row: &Household, header: &[String]) -> csv::ByteRecord {
         record.push_field(cell.as_bytes());
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_are_unique_and_never_an_input() {
+        let files: Vec<PathBuf> = [
+            "a/520102/households.csv",
+            "a/520103/households.csv",
+            "b/persons.csv",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let bases = report_bases(&files, Some(Path::new("out")));
+        assert_eq!(
+            bases,
+            [
+                PathBuf::from("out/520102-households"),
+                PathBuf::from("out/520103-households"),
+                PathBuf::from("out/persons")
+            ]
+        );
+        let beside = report_bases(&files, None);
+        assert_eq!(beside[0], PathBuf::from("a/520102/households"));
+        // Importing a file and its own rejects file together must not overwrite the latter.
+        let files: Vec<PathBuf> = ["x/h.csv", "x/h.rejects.csv"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let bases = report_bases(&files, None);
+        assert_eq!(bases[0], PathBuf::from("x/h-1"));
+        assert_eq!(bases[1], PathBuf::from("x/h.rejects"));
+    }
 }

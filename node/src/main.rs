@@ -176,13 +176,15 @@ fn run(cli: Cli) -> Result<i32> {
                 log_commits,
                 batch_rows,
             };
-            if let Some(report_dir) = &options.report_dir {
-                std::fs::create_dir_all(report_dir)
-                    .with_context(|| format!("creating {}", report_dir.display()))?;
-            }
             let mut store = node.open_store(&StoreOptions::default())?;
             let report = import(&mut store, node.config.region_code()?, &options)?;
+            // One line per file with rejected rows (a cadre must act on those); the warnings
+            // files are listed when there are few of them.
+            let few_files = report.files.len() <= 10;
             for file in &report.files {
+                if file.rejected == 0 && !(few_files && file.warnings > 0) {
+                    continue;
+                }
                 let mut line = format!(
                     "{}: {} rows, {} {}, {} rejected, {} warnings",
                     file.path.display(),
@@ -199,6 +201,14 @@ fn run(cli: Cli) -> Result<i32> {
                     line.push_str(&format!(" -> {}", path.display()));
                 }
                 eprintln!("{line}");
+            }
+            let warning_files = report
+                .files
+                .iter()
+                .filter(|f| f.warnings_file.is_some())
+                .count();
+            if !few_files && warning_files > 0 {
+                eprintln!("warnings written to {warning_files} FILE.warnings.csv files");
             }
             println!("{}", report.summary_line());
             Ok(if report.rejected() > 0 {

@@ -6,4 +6,4 @@ pub mod row_codec;
 mod store;
 
 pub use error::StorageError;
-pub use store::{RemoveSummary, Store, StoreOptions, WriteSummary};
+pub use store::{Committer, PreparedWrite, RemoveSummary, Store, StoreOptions, WriteSummary};

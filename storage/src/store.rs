@@ -10,10 +10,12 @@
 //! write batch (WAL, fsync) first and updates the image only after it succeeded.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
+use tiermesh_federation::fast_hash::FastMap;
 use tiermesh_federation::image::Image;
 use tiermesh_federation::record::{Household, HouseholdId, IdNumber, Person};
 
@@ -68,10 +70,61 @@ pub struct RemoveSummary {
 
 /// A node's database and its columnar image.
 pub struct Store {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     image: Image,
     write_options: WriteOptions,
+    sync_writes: bool,
+}
+
+fn write_options(sync: bool) -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(sync);
+    // Writes come in ascending key runs; the hint makes those memtable inserts cheap.
+    options.set_memtable_insert_hint_per_batch(true);
+    options
+}
+
+/// A write batch whose rows the image already shows, waiting for `Committer::commit`.
+pub struct PreparedWrite {
+    batch: WriteBatch,
+    rows: usize,
+}
+
+impl PreparedWrite {
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+impl std::fmt::Debug for PreparedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PreparedWrite({} rows)", self.rows)
+    }
+}
+
+/// Commits prepared batches, on another thread than the one that prepares the next.
+pub struct Committer {
+    db: Arc<DB>,
+    write_options: WriteOptions,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committer")
+    }
+}
+
+impl Committer {
+    /// Writes the batch durably (WAL, fsync unless the store was opened without sync).
+    /// Returns the sequence number after it.
+    pub fn commit(&self, prepared: PreparedWrite) -> Result<u64, StorageError> {
+        self.db
+            .write_opt(prepared.batch, &self.write_options)
+            .map_err(|e| StorageError::engine("write", e))?;
+        Ok(self.db.latest_sequence_number())
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -109,10 +162,10 @@ impl Store {
                 message: error.into_string(),
             }
         })?;
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(options.sync_writes);
+        let write_options = write_options(options.sync_writes);
         let mut store = Store {
-            db,
+            db: Arc::new(db),
+            sync_writes: options.sync_writes,
             path: path.to_path_buf(),
             image: Image::new(),
             write_options,
@@ -146,6 +199,14 @@ impl Store {
     /// Reads every stored row into a fresh image, from one snapshot.
     fn rebuild_image(&mut self) -> Result<(), StorageError> {
         let mut image = Image::new();
+        let estimate = |name: &str| {
+            self.db
+                .property_int_value_cf(self.cf(name), "rocksdb.estimate-num-keys")
+                .ok()
+                .flatten()
+                .unwrap_or(0) as usize
+        };
+        image.reserve(estimate(CF_HOUSEHOLDS), estimate(CF_PERSONS));
         let snapshot = self.db.snapshot();
         for item in snapshot.iterator_cf(self.cf(CF_HOUSEHOLDS), IteratorMode::Start) {
             let (key, value) = item.map_err(|e| StorageError::engine("scan", e))?;
@@ -217,14 +278,7 @@ impl Store {
 
     /// Upserts households in one durable write batch.
     pub fn write_households(&mut self, rows: &[Household]) -> Result<WriteSummary, StorageError> {
-        let mut batch = WriteBatch::default();
-        let mut value = Vec::with_capacity(128);
-        let cf = self.cf(CF_HOUSEHOLDS);
-        for row in rows {
-            value.clear();
-            row_codec::encode_household(row, &mut value);
-            batch.put_cf(cf, row.household_id.0.to_be_bytes(), &value);
-        }
+        let batch = self.households_batch(rows);
         self.commit(batch)?;
         for row in rows {
             self.image.upsert_household(row);
@@ -235,36 +289,106 @@ impl Store {
     /// Upserts persons in one durable write batch. A person already stored under another
     /// household moves. Every person's household must be stored.
     pub fn write_persons(&mut self, rows: &[Person]) -> Result<WriteSummary, StorageError> {
+        let batch = self.persons_batch(rows)?;
+        self.commit(batch)?;
+        for row in rows {
+            self.image.upsert_person(row);
+        }
+        Ok(self.summary(rows.len()))
+    }
+
+    /// Bulk loading: shows the households in the image at once and returns their write batch,
+    /// to be committed by a `Committer` (on another thread) while the next batch is prepared.
+    /// Until it is committed the image is ahead of the database; if a commit fails, call
+    /// `resync_image` before answering anything from this store.
+    pub fn prepare_households(&mut self, rows: &[Household]) -> PreparedWrite {
+        let batch = self.households_batch(rows);
+        for row in rows {
+            self.image.upsert_household(row);
+        }
+        PreparedWrite {
+            batch,
+            rows: rows.len(),
+        }
+    }
+
+    /// Bulk loading of persons; see `prepare_households`.
+    pub fn prepare_persons(&mut self, rows: &[Person]) -> Result<PreparedWrite, StorageError> {
+        let batch = self.persons_batch(rows)?;
+        for row in rows {
+            self.image.upsert_person(row);
+        }
+        Ok(PreparedWrite {
+            batch,
+            rows: rows.len(),
+        })
+    }
+
+    /// A committer for prepared batches.
+    pub fn committer(&self) -> Committer {
+        Committer {
+            db: Arc::clone(&self.db),
+            write_options: write_options(self.sync_writes),
+        }
+    }
+
+    /// Rebuilds the image from the database (after a failed commit of a prepared batch), and
+    /// takes the data version from it.
+    pub fn resync_image(&mut self) -> Result<(), StorageError> {
+        self.rebuild_image()
+    }
+
+    /// Takes the data version from the database after prepared batches were committed.
+    pub fn refresh_data_version(&mut self) {
+        self.image.data_version = self.db.latest_sequence_number();
+    }
+
+    fn households_batch(&self, rows: &[Household]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        let mut value = Vec::with_capacity(128);
+        let cf = self.cf(CF_HOUSEHOLDS);
+        for row in rows {
+            value.clear();
+            row_codec::encode_household(row, &mut value);
+            batch.put_cf(cf, row.household_id.0.to_be_bytes(), &value);
+        }
+        batch
+    }
+
+    fn persons_batch(&self, rows: &[Person]) -> Result<WriteBatch, StorageError> {
         let mut batch = WriteBatch::default();
         let mut value = Vec::with_capacity(32);
         let persons = self.cf(CF_PERSONS);
-        // Where each person of this batch was put, so a person given twice moves only once.
-        let mut placed: std::collections::HashMap<IdNumber, HouseholdId> =
-            std::collections::HashMap::with_capacity(rows.len());
-        for row in rows {
+        // The last row of each person wins (a person given twice in one call moves once).
+        let mut last: FastMap<IdNumber, usize> = FastMap::default();
+        last.reserve(rows.len());
+        for (index, row) in rows.iter().enumerate() {
             if !self.image.has_household(row.household_id) {
                 return Err(StorageError::MissingHousehold {
                     person: row.person_id.text(),
                     household: row.household_id.to_string(),
                 });
             }
-            let previous = placed
-                .insert(row.person_id, row.household_id)
-                .or_else(|| self.image.person_household(row.person_id));
-            if let Some(previous) = previous {
-                if previous != row.household_id {
-                    batch.delete_cf(persons, person_key(previous, row.person_id));
+            last.insert(row.person_id, index);
+        }
+        // Keys in ascending order: RocksDB's memtable insert hint then makes each insert cheap.
+        let mut order: Vec<([u8; 16], usize)> = Vec::with_capacity(last.len());
+        for (person, index) in &last {
+            let household = rows[*index].household_id;
+            if let Some(stored) = self.image.person_household(*person) {
+                if stored != household {
+                    batch.delete_cf(persons, person_key(stored, *person));
                 }
             }
+            order.push((person_key(household, *person), *index));
+        }
+        order.sort_unstable_by_key(|(key, _)| *key);
+        for (key, index) in &order {
             value.clear();
-            row_codec::encode_person(row, &mut value);
-            batch.put_cf(persons, person_key(row.household_id, row.person_id), &value);
+            row_codec::encode_person(&rows[*index], &mut value);
+            batch.put_cf(persons, key, &value);
         }
-        self.commit(batch)?;
-        for row in rows {
-            self.image.upsert_person(row);
-        }
-        Ok(self.summary(rows.len()))
+        Ok(batch)
     }
 
     /// Removes households with all their persons, in one durable write batch.
@@ -301,6 +425,17 @@ impl Store {
         }
         summary.data_version = self.image.data_version;
         Ok(summary)
+    }
+
+    /// Writes the memtables to table files, so that the next open need not replay the WAL.
+    /// Durability does not depend on it: every write is already in the synced WAL.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        for name in COLUMN_FAMILIES {
+            self.db
+                .flush_cf(self.cf(name))
+                .map_err(|e| StorageError::engine("flush", e))?;
+        }
+        Ok(())
     }
 
     /// Reads a node metadata value.
