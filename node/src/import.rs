@@ -341,6 +341,7 @@ pub fn import(
     }
     let progress = crate::output::progress_bar(options.progress, total_bytes);
     let (sender, receiver) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
+    let (recycle, recycled) = sync_channel::<Vec<Item>>(BATCHES_IN_FLIGHT + 1);
     let writer_result = std::thread::scope(|scope| {
         let link = if options.dry_run {
             None
@@ -362,7 +363,7 @@ pub fn import(
         let writer = std::thread::Builder::new()
             .name("import-writer".to_string())
             .spawn_scoped(scope, || {
-                let mut writer = Writer::new(store, link, options, &mut reports);
+                let mut writer = Writer::new(store, link, recycle, options, &mut reports);
                 writer.run(receiver)?;
                 writer.finish()
             })
@@ -374,6 +375,7 @@ pub fn import(
             &sender,
             &progress,
             &bytes_read,
+            &recycled,
         );
         drop(sender);
         let written = writer
@@ -406,6 +408,7 @@ fn read_inputs(
     sender: &std::sync::mpsc::SyncSender<Message>,
     progress: &indicatif::ProgressBar,
     bytes_read: &std::sync::atomic::AtomicU64,
+    recycled: &Receiver<Vec<Item>>,
 ) -> Result<()> {
     let closed = || anyhow!("the import writer stopped early");
     for input in inputs.iter_mut() {
@@ -439,7 +442,10 @@ fn read_inputs(
             };
             items.push(check_row(input, context, &mut seen, line, &record));
             if items.len() == batch_rows {
-                let batch = std::mem::replace(&mut items, Vec::with_capacity(batch_rows));
+                let fresh = recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(batch_rows));
+                let batch = std::mem::replace(&mut items, fresh);
                 sender
                     .send(Message::Batch {
                         file: input.index,
@@ -705,6 +711,8 @@ struct Writer<'a> {
     store: &'a mut Store,
     /// Absent in a dry run.
     link: Option<CommitLink>,
+    /// Emptied batch vectors go back to the reader.
+    recycle: SyncSender<Vec<Item>>,
     options: &'a ImportOptions,
     reports: &'a mut [FileReport],
     outputs: HashMap<usize, FileOutput>,
@@ -735,12 +743,14 @@ impl<'a> Writer<'a> {
     fn new(
         store: &'a mut Store,
         link: Option<CommitLink>,
+        recycle: SyncSender<Vec<Item>>,
         options: &'a ImportOptions,
         reports: &'a mut [FileReport],
     ) -> Self {
         Writer {
             store,
             link,
+            recycle,
             options,
             reports,
             outputs: HashMap::new(),
@@ -781,10 +791,12 @@ impl<'a> Writer<'a> {
                         },
                     );
                 }
-                Message::Batch { file, items } => {
-                    for item in items {
+                Message::Batch { file, mut items } => {
+                    for item in items.drain(..) {
                         self.apply(file, item)?;
                     }
+                    // Hand the emptied vector back; the reader then allocates no new batches.
+                    let _ = self.recycle.try_send(items);
                     if self.households.len() + self.persons.len() >= self.batch_rows {
                         self.flush()?;
                     }
