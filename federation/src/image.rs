@@ -107,6 +107,8 @@ pub struct Image {
     person_slots: FastMap<IdNumber, u32>,
     households_alive: usize,
     persons_alive: usize,
+    /// The household last looked up by `upsert_person`, with its slot.
+    last_household: Option<(HouseholdId, u32)>,
     /// The storage sequence number the image reflects.
     pub data_version: u64,
 }
@@ -219,19 +221,30 @@ impl Image {
     /// Inserts or replaces a person. Returns false (and changes nothing) when the person's
     /// household is not in the image: storage guarantees it is.
     pub fn upsert_person(&mut self, row: &Person) -> bool {
-        let Some(household_slot) = self.household_slot(row.household_id) else {
-            return false;
+        // Persons arrive grouped by household (file order, key order at rebuild): remember the
+        // last household's slot instead of hashing its id again.
+        let household_slot = match self.last_household {
+            Some((id, slot)) if id == row.household_id => slot,
+            _ => {
+                let Some(slot) = self.household_slot(row.household_id) else {
+                    return false;
+                };
+                self.last_household = Some((row.household_id, slot));
+                slot
+            }
         };
         let columns = &mut self.persons;
-        let slot = match self.person_slots.get(&row.person_id) {
-            Some(slot) => {
-                let slot = *slot as usize;
+        let next_slot = columns.alive.len() as u32;
+        let slot = match self.person_slots.entry(row.person_id) {
+            std::collections::hash_map::Entry::Occupied(entry) => {
+                let slot = *entry.get() as usize;
                 let previous = columns.household_slot[slot] as usize;
                 self.households.persons_stored[previous] -= 1;
                 slot
             }
-            None => {
-                let slot = columns.alive.len();
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(next_slot);
+                let slot = next_slot as usize;
                 columns.alive.push(true);
                 columns.household_slot.push(0);
                 columns.relation.push(0);
@@ -242,7 +255,6 @@ impl Image {
                 columns.labor.push(0);
                 columns.in_school.push(false);
                 columns.employed.push(false);
-                self.person_slots.insert(row.person_id, slot as u32);
                 self.persons_alive += 1;
                 slot
             }
@@ -270,6 +282,9 @@ impl Image {
                 self.households.persons_stored[household_slot] -= 1;
                 self.persons_alive -= 1;
             }
+        }
+        if self.last_household.is_some_and(|(last, _)| last == id) {
+            self.last_household = None;
         }
         match self.household_slots.remove(&id) {
             Some(slot) => {

@@ -208,21 +208,27 @@ impl Store {
         };
         image.reserve(estimate(CF_HOUSEHOLDS), estimate(CF_PERSONS));
         let snapshot = self.db.snapshot();
-        for item in snapshot.iterator_cf(self.cf(CF_HOUSEHOLDS), IteratorMode::Start) {
-            let (key, value) = item.map_err(|e| StorageError::engine("scan", e))?;
+        // Raw iterators: no allocation per row.
+        let mut rows = snapshot.raw_iterator_cf(self.cf(CF_HOUSEHOLDS));
+        rows.seek_to_first();
+        while let (Some(key), Some(value)) = (rows.key(), rows.value()) {
             let row =
-                row_codec::decode_household(&value).map_err(|source| StorageError::Corrupt {
+                row_codec::decode_household(value).map_err(|source| StorageError::Corrupt {
                     table: CF_HOUSEHOLDS,
-                    key: hex(&key),
+                    key: hex(key),
                     source,
                 })?;
             image.upsert_household(&row);
+            rows.next();
         }
-        for item in snapshot.iterator_cf(self.cf(CF_PERSONS), IteratorMode::Start) {
-            let (key, value) = item.map_err(|e| StorageError::engine("scan", e))?;
-            let row = row_codec::decode_person(&value).map_err(|source| StorageError::Corrupt {
+        rows.status().map_err(|e| StorageError::engine("scan", e))?;
+        drop(rows);
+        let mut rows = snapshot.raw_iterator_cf(self.cf(CF_PERSONS));
+        rows.seek_to_first();
+        while let (Some(key), Some(value)) = (rows.key(), rows.value()) {
+            let row = row_codec::decode_person(value).map_err(|source| StorageError::Corrupt {
                 table: CF_PERSONS,
-                key: hex(&key),
+                key: hex(key),
                 source,
             })?;
             if !image.upsert_person(&row) {
@@ -231,7 +237,10 @@ impl Store {
                     household: row.household_id.to_string(),
                 });
             }
+            rows.next();
         }
+        rows.status().map_err(|e| StorageError::engine("scan", e))?;
+        drop(rows);
         drop(snapshot);
         image.data_version = self.db.latest_sequence_number();
         self.image = image;
