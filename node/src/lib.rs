@@ -5,10 +5,15 @@
 //! sockets; it hands time and randomness to `federation` and `crypto` as arguments.
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod gen;
 pub mod import;
+pub mod mesh;
+pub mod mesh_cli;
 pub mod output;
+pub mod raft_driver;
+pub mod transport;
 
 /// Exit code: everything asked for was done.
 pub const EXIT_OK: i32 = 0;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tiermesh::config::NodeDir;
 use tiermesh::import::{import, ImportOptions};
 use tiermesh::output::{render, Format};
-use tiermesh::{bench, gen, EXIT_FATAL, EXIT_OK, EXIT_REJECTED};
+use tiermesh::{bench, gen, mesh_cli, EXIT_FATAL, EXIT_OK, EXIT_REJECTED};
 use tiermesh_federation::date::Date;
 use tiermesh_federation::record::HouseholdId;
 use tiermesh_federation::region::RegionCode;
@@ -118,6 +118,145 @@ enum Command {
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+    /// Write a new Ed25519 key (an officer's, a staff member's) to a file, mode 0600.
+    Keygen {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The mesh: create it, see it, change who votes.
+    Mesh {
+        #[command(subcommand)]
+        which: MeshCommand,
+    },
+    /// Nodes of the mesh.
+    Node {
+        #[command(subcommand)]
+        which: NodeCommand,
+    },
+    /// Security officers.
+    Officer {
+        #[command(subcommand)]
+        which: OfficerCommand,
+    },
+    /// Run the node: serve the mesh until SIGINT or SIGTERM. Logs go to stderr
+    /// (RUST_LOG=debug for more).
+    Run {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// UDP address to listen on (port 0 picks one; the chosen address is printed).
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: std::net::SocketAddr,
+        /// A peer trusted before this node has the registry: KEY@HOST:PORT (repeatable). A node
+        /// joining a mesh names a voter it can reach.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        /// Raft tick in milliseconds (an election takes 10-20 ticks).
+        #[arg(long, default_value_t = tiermesh::raft_driver::TICK_MS_DEFAULT)]
+        tick_ms: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MeshCommand {
+    /// Make this node (normally the national one) the first voter of a new mesh, with OFFICER
+    /// as the root security officer (national jurisdiction).
+    Create {
+        /// The node directory (made by `tiermesh init`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The root officer's public key (hex) or key file.
+        #[arg(long)]
+        officer: String,
+        /// The address other nodes reach this one at, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Nodes, tiers, roles, leader, applied index, lag and reachability, as one node sees them.
+    Status {
+        /// A node to ask, HOST:PORT.
+        #[arg(long)]
+        connect: String,
+        /// A registered key to connect with (an officer's or a node's key file).
+        #[arg(long)]
+        key: PathBuf,
+        /// Pin the node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Make a registered node a Raft voter (signed by a national officer).
+    Promote(RoleArgs),
+    /// Make a voter a learner again (signed by a national officer).
+    Demote(RoleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RoleArgs {
+    /// The node's public key (hex) or key file.
+    node: String,
+    /// The officer's key file (national jurisdiction).
+    #[arg(long)]
+    officer_key: PathBuf,
+    /// A node to send it to, HOST:PORT.
+    #[arg(long)]
+    connect: String,
+    /// Pin the node's public key.
+    #[arg(long)]
+    server_key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Register a node in the mesh, signed by an officer whose jurisdiction covers its region.
+    Register {
+        /// The officer's key file.
+        #[arg(long)]
+        officer_key: PathBuf,
+        /// The node's public key (hex; `tiermesh init` prints it) or its key file.
+        #[arg(long)]
+        pubkey: String,
+        /// The node's region, 12 digits.
+        #[arg(long)]
+        region: String,
+        /// The address the node listens on, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+        /// A human name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A node of the mesh to send the registration to, HOST:PORT.
+        #[arg(long)]
+        connect: String,
+        /// Pin the contacted node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OfficerCommand {
+    /// Appoint a security officer with a jurisdiction inside the appointing officer's.
+    Appoint {
+        /// The appointing officer's key file.
+        #[arg(long)]
+        officer_key: PathBuf,
+        /// The new officer's public key (hex) or key file.
+        #[arg(long)]
+        pubkey: String,
+        /// The new officer's jurisdiction, 12 digits.
+        #[arg(long)]
+        jurisdiction: String,
+        /// A node of the mesh, HOST:PORT.
+        #[arg(long)]
+        connect: String,
+        /// Pin the contacted node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
     },
 }
 
@@ -294,6 +433,102 @@ fn run(cli: Cli) -> Result<i32> {
             );
             Ok(EXIT_OK)
         }
+        Command::Keygen { out } => {
+            let key = mesh_cli::keygen(&out)?;
+            println!("wrote {}\npublic key {key}", out.display());
+            Ok(EXIT_OK)
+        }
+        Command::Mesh { which } => match which {
+            MeshCommand::Create { dir, officer, addr } => {
+                let officer = mesh_cli::parse_public_key(&officer)?;
+                let raft_id = mesh_cli::create(&dir, officer, &addr)?;
+                println!(
+                    "created a mesh: this node is its first voter (raft id {raft_id:016x}) at {addr}; \
+                     root officer {officer}\nstart it with: tiermesh run --dir {} --listen {addr}",
+                    dir.display()
+                );
+                Ok(EXIT_OK)
+            }
+            MeshCommand::Status {
+                connect,
+                key,
+                server_key,
+                format,
+            } => {
+                let server_key = server_key
+                    .as_deref()
+                    .map(mesh_cli::parse_public_key)
+                    .transpose()?;
+                let status = mesh_cli::status(&key, &connect, server_key)?;
+                print!("{}", mesh_cli::render_status(&status, format)?);
+                Ok(EXIT_OK)
+            }
+            MeshCommand::Promote(args) => role(args, true),
+            MeshCommand::Demote(args) => role(args, false),
+        },
+        Command::Node { which } => match which {
+            NodeCommand::Register {
+                officer_key,
+                pubkey,
+                region,
+                addr,
+                name,
+                connect,
+                server_key,
+            } => {
+                let key = mesh_cli::parse_public_key(&pubkey)?;
+                let region = mesh_cli::region(&region, "--region")?;
+                let registration = tiermesh_federation::meta::NodeRegistration {
+                    key,
+                    name: name.unwrap_or_else(|| format!("{} node {region}", region.tier())),
+                    region,
+                    addr: addr.clone(),
+                };
+                let server_key = server_key
+                    .as_deref()
+                    .map(mesh_cli::parse_public_key)
+                    .transpose()?;
+                let index = mesh_cli::register(&officer_key, registration, &connect, server_key)?;
+                println!("registered node {key} ({region}, {addr}) at metadata index {index}");
+                Ok(EXIT_OK)
+            }
+        },
+        Command::Officer { which } => match which {
+            OfficerCommand::Appoint {
+                officer_key,
+                pubkey,
+                jurisdiction,
+                connect,
+                server_key,
+            } => {
+                let key = mesh_cli::parse_public_key(&pubkey)?;
+                let jurisdiction = mesh_cli::region(&jurisdiction, "--jurisdiction")?;
+                let server_key = server_key
+                    .as_deref()
+                    .map(mesh_cli::parse_public_key)
+                    .transpose()?;
+                let appointment =
+                    tiermesh_federation::meta::OfficerAppointment { key, jurisdiction };
+                let index = mesh_cli::appoint(&officer_key, appointment, &connect, server_key)?;
+                println!("appointed officer {key} for {jurisdiction} at metadata index {index}");
+                Ok(EXIT_OK)
+            }
+        },
+        Command::Run {
+            dir,
+            listen,
+            peers,
+            tick_ms,
+        } => {
+            init_logging();
+            mesh_cli::run(&mesh_cli::RunArgs {
+                dir,
+                listen,
+                peers,
+                tick_ms,
+            })?;
+            Ok(EXIT_OK)
+        }
         Command::Bench { which } => match which {
             BenchCommand::Local(options) => {
                 bench::local(&options)?;
@@ -301,6 +536,30 @@ fn run(cli: Cli) -> Result<i32> {
             }
         },
     }
+}
+
+fn role(args: RoleArgs, voter: bool) -> Result<i32> {
+    let node = mesh_cli::parse_public_key(&args.node)?;
+    let server_key = args
+        .server_key
+        .as_deref()
+        .map(mesh_cli::parse_public_key)
+        .transpose()?;
+    let index = mesh_cli::change_role(&args.officer_key, node, voter, &args.connect, server_key)?;
+    println!(
+        "node {node} is now a {} (configuration index {index})",
+        if voter { "voter" } else { "learner" }
+    );
+    Ok(EXIT_OK)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> ExitCode {

@@ -1,9 +1,12 @@
 //! RocksDB storage for a TierMesh node: the record tables, node metadata, and the columnar image
-//! kept in step with them. Synchronous API; RocksDB is named in `store.rs` only.
+//! kept in step with them, and the Raft log of the metadata group. Synchronous API; RocksDB is
+//! named in `store.rs` only.
 
 mod error;
+mod raft_log;
 pub mod row_codec;
 mod store;
 
 pub use error::StorageError;
+pub use raft_log::RaftLog;
 pub use store::{Committer, PreparedWrite, RemoveSummary, Store, StoreOptions, WriteSummary};

@@ -20,12 +20,23 @@ use tiermesh_federation::image::Image;
 use tiermesh_federation::record::{Household, HouseholdId, IdNumber, Person};
 
 use crate::error::StorageError;
+use crate::raft_log::RaftLog;
 use crate::row_codec;
 
 const CF_HOUSEHOLDS: &str = "households";
 const CF_PERSONS: &str = "persons";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 3] = [CF_HOUSEHOLDS, CF_PERSONS, CF_META];
+/// Raft log entries of the metadata group; `raft_log.rs` owns the key scheme.
+const CF_RAFT_LOG: &str = "raft_log";
+/// Raft hard state, conf state, latest snapshot and applied state; `raft_log.rs` owns the keys.
+const CF_RAFT_STATE: &str = "raft_state";
+const COLUMN_FAMILIES: [&str; 5] = [
+    CF_HOUSEHOLDS,
+    CF_PERSONS,
+    CF_META,
+    CF_RAFT_LOG,
+    CF_RAFT_STATE,
+];
 
 /// Tuning of the database.
 #[derive(Clone, Debug)]
@@ -461,6 +472,15 @@ impl Store {
         self.commit(batch)
     }
 
+    /// The Raft log of the metadata group, on this database, with its caches loaded. Open one per
+    /// store: two would each cache the log and disagree after the first write.
+    pub fn raft_log(&self) -> Result<RaftLog, StorageError> {
+        RaftLog::open(RaftDb {
+            db: Arc::clone(&self.db),
+            write_options: write_options(self.sync_writes),
+        })
+    }
+
     /// Counts rows per table straight from RocksDB (for checks against the image).
     pub fn count_stored(&self) -> Result<(u64, u64), StorageError> {
         let mut counts = [0u64; 2];
@@ -486,6 +506,89 @@ impl Store {
             rows,
             data_version: self.image.data_version,
         }
+    }
+}
+
+// The RocksDB side of the Raft log (`raft_log.rs`): plain bytes under plain keys, so that RocksDB
+// stays named in this module only. Every write is one batch with the store's synced options.
+
+/// The two Raft column families of the store's database.
+pub(crate) struct RaftDb {
+    db: Arc<DB>,
+    write_options: WriteOptions,
+}
+
+/// One atomic write to the Raft column families, built up and handed to `RaftDb::write`.
+pub(crate) struct RaftBatch<'a> {
+    log: &'a rocksdb::ColumnFamily,
+    state: &'a rocksdb::ColumnFamily,
+    batch: WriteBatch,
+}
+
+impl RaftBatch<'_> {
+    /// Stores a log entry.
+    pub(crate) fn put_entry(&mut self, key: &[u8], value: &[u8]) {
+        self.batch.put_cf(self.log, key, value);
+    }
+
+    /// Deletes the log entries with keys in `[from, to)`.
+    pub(crate) fn delete_entries(&mut self, from: &[u8], to: &[u8]) {
+        self.batch.delete_range_cf(self.log, from, to);
+    }
+
+    /// Stores a state value.
+    pub(crate) fn put_state(&mut self, key: &str, value: &[u8]) {
+        self.batch.put_cf(self.state, key.as_bytes(), value);
+    }
+}
+
+impl RaftDb {
+    fn column_family(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // Every column family is created at open; a missing one is a programmer error.
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    /// Reads a state value.
+    pub(crate) fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db
+            .get_cf(self.column_family(CF_RAFT_STATE), key.as_bytes())
+            .map_err(|e| StorageError::engine("read", e))
+    }
+
+    /// Visits the log entries with keys from `from` on, in key order, until `visit` returns
+    /// false or the entries end.
+    pub(crate) fn scan_entries(
+        &self,
+        from: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut rows = self.db.raw_iterator_cf(self.column_family(CF_RAFT_LOG));
+        rows.seek(from);
+        while let (Some(key), Some(value)) = (rows.key(), rows.value()) {
+            if !visit(key, value)? {
+                return Ok(());
+            }
+            rows.next();
+        }
+        rows.status().map_err(|e| StorageError::engine("scan", e))
+    }
+
+    /// A new, empty batch.
+    pub(crate) fn batch(&self) -> RaftBatch<'_> {
+        RaftBatch {
+            log: self.column_family(CF_RAFT_LOG),
+            state: self.column_family(CF_RAFT_STATE),
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Writes the batch durably (WAL, fsync unless the store was opened without sync).
+    pub(crate) fn write(&self, batch: RaftBatch<'_>) -> Result<(), StorageError> {
+        self.db
+            .write_opt(batch.batch, &self.write_options)
+            .map_err(|e| StorageError::engine("write", e))
     }
 }
 

@@ -1,0 +1,194 @@
+//! The one wire codec: every message between nodes (and between a client and a node) is a
+//! [`Message`], framed by the transport and turned into bytes here and nowhere else.
+//!
+//! Layout: a 2-byte big-endian [`WIRE_VERSION`], then bincode with fixed-width little-endian
+//! integers. Boundary: `decode` takes bytes from the network; it refuses anything it does not
+//! fully understand and never allocates past [`MESSAGE_BYTES_MAX`], whatever a length prefix says.
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+use tiermesh_crypto::PublicKey;
+
+use crate::meta::{MetaCommand, RoleChange, Signed};
+use crate::region::{RegionCode, Tier};
+
+/// The version written in the first two bytes of every message.
+pub const WIRE_VERSION: u16 = 1;
+/// The largest encoded message, header included, in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The length of the version header, in bytes.
+pub const HEADER_BYTES: usize = 2;
+
+/// Everything nodes say to each other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// One raft-rs message, encoded by raft's protobuf codec (opaque here).
+    Raft { bytes: Vec<u8> },
+    /// Ask the leader (forwarded if needed) to commit a metadata command; reply ProposeReply.
+    Propose { command: MetaCommand },
+    /// The log index the command was applied at, or why it was not.
+    ProposeReply { result: Result<u64, String> },
+    /// Voter <-> learner change, signed by an officer with national jurisdiction; reply
+    /// ChangeRoleReply.
+    ChangeRole(Signed<RoleChange>),
+    /// The log index of the configuration change, or why it was refused.
+    ChangeRoleReply { result: Result<u64, String> },
+    /// Ask a node how it sees the mesh; reply StatusReply.
+    StatusRequest,
+    /// A node's view of the mesh.
+    StatusReply(MeshStatus),
+    /// The request could not be served; says why.
+    Error { message: String },
+}
+
+/// One node's view of the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStatus {
+    /// The node that answered.
+    pub responder: PublicKey,
+    /// The Raft id of the leader it knows of.
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One registered node, as the responder sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub key: PublicKey,
+    pub raft_id: u64,
+    pub name: String,
+    pub region: RegionCode,
+    pub tier: Tier,
+    pub addr: String,
+    pub role: Role,
+    /// The leader's view of the node's log (its match index); `None` unless the responder leads.
+    pub matched: Option<u64>,
+    /// Whether the responder can currently reach the node; `None` if it has not tried.
+    pub reachable: Option<bool>,
+}
+
+/// A node's place in the Raft configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Voter,
+    Learner,
+    /// Registered, not yet in the Raft configuration.
+    Pending,
+}
+
+/// Why bytes are not a message, or a message cannot be sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fewer bytes than the version header.
+    #[error("a message is at least {HEADER_BYTES} bytes (the version), got {bytes}")]
+    Short { bytes: usize },
+    /// The version header names a version this build does not speak.
+    #[error("wire version {found} is not supported; this node speaks version {expected}")]
+    Version { found: u16, expected: u16 },
+    /// The message is larger than `MESSAGE_BYTES_MAX` (received, or about to be sent).
+    #[error("a message is at most {max} bytes, got {bytes}")]
+    TooLarge { bytes: usize, max: usize },
+    /// The body does not decode as a message.
+    #[error("message body does not decode: {reason}")]
+    Decode { reason: String },
+    /// A message could not be encoded (a programmer error: plain data always encodes).
+    #[error("message does not encode: {reason}")]
+    Encode { reason: String },
+    /// The body decodes but bytes are left after it.
+    #[error("{count} bytes follow the end of the message")]
+    TrailingBytes { count: usize },
+}
+
+/// A bincode error as a reason a reader can act on.
+pub(crate) fn describe(error: &bincode::Error) -> String {
+    match error.as_ref() {
+        bincode::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the bytes end before the value does (truncated, or a length prefix larger than the \
+             input)"
+                .to_string()
+        }
+        bincode::ErrorKind::SizeLimit => "a length prefix exceeds the byte limit".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The bincode options of the wire, with the byte limit that bounds every allocation.
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit((MESSAGE_BYTES_MAX - HEADER_BYTES) as u64)
+        // Trailing bytes are detected (and counted) in `decode`.
+        .allow_trailing_bytes()
+}
+
+/// Encodes a message. A message over `MESSAGE_BYTES_MAX` is refused with `TooLarge`: callers
+/// bound what they put in a message (e.g. the size of Raft batches) so this never happens.
+pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
+    let body_bytes = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .serialized_size(message)
+        .map_err(|error| WireError::Encode {
+            reason: error.to_string(),
+        })?;
+    let bytes = usize::try_from(body_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(HEADER_BYTES);
+    if bytes > MESSAGE_BYTES_MAX {
+        return Err(WireError::TooLarge {
+            bytes,
+            max: MESSAGE_BYTES_MAX,
+        });
+    }
+    let mut out = Vec::with_capacity(bytes);
+    out.extend_from_slice(&WIRE_VERSION.to_be_bytes());
+    options()
+        .serialize_into(&mut out, message)
+        .map_err(|error| WireError::Encode {
+            reason: error.to_string(),
+        })?;
+    Ok(out)
+}
+
+/// Decodes a message, refusing short input, another version, oversized input, bodies that do not
+/// decode, and trailing bytes.
+pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(WireError::TooLarge {
+            bytes: bytes.len(),
+            max: MESSAGE_BYTES_MAX,
+        });
+    }
+    let Some((version, body)) = bytes.split_first_chunk::<HEADER_BYTES>() else {
+        return Err(WireError::Short { bytes: bytes.len() });
+    };
+    let found = u16::from_be_bytes(*version);
+    if found != WIRE_VERSION {
+        return Err(WireError::Version {
+            found,
+            expected: WIRE_VERSION,
+        });
+    }
+    let message: Message = options()
+        .deserialize(body)
+        .map_err(|error| WireError::Decode {
+            reason: describe(&error),
+        })?;
+    // Fixed-width bincode is canonical (bools, tags and UTF-8 are checked on the way in), so the
+    // decoded message re-encodes to exactly the bytes it was read from.
+    let consumed = options()
+        .serialized_size(&message)
+        .map_err(|error| WireError::Decode {
+            reason: describe(&error),
+        })?;
+    let consumed = usize::try_from(consumed).unwrap_or(usize::MAX);
+    if consumed < body.len() {
+        return Err(WireError::TrailingBytes {
+            count: body.len() - consumed,
+        });
+    }
+    Ok(message)
+}

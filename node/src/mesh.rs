@@ -1,0 +1,439 @@
+//! A running node in the mesh (`tiermesh run`): the QUIC endpoint, the connection handlers, the
+//! per-peer senders, and the Raft driver thread, wired together.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use protobuf::Message as _;
+use raft::prelude::Message as RaftMessage;
+use tiermesh_crypto::{PublicKey, SigningKey};
+use tiermesh_federation::meta::{raft_id_of, MetaState};
+use tiermesh_federation::wire::{self, Message, MESSAGE_BYTES_MAX};
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+
+use crate::raft_driver::{Driver, Input, Outbox};
+use crate::transport::{self, Trust};
+
+/// Raft messages queued for one peer; past this, new ones are dropped (Raft resends).
+pub const PEER_QUEUE_MESSAGES: usize = 1024;
+/// First wait before reconnecting to a peer that failed.
+pub const RECONNECT_BACKOFF_MIN_MS: u64 = 50;
+/// Longest wait between reconnection attempts.
+pub const RECONNECT_BACKOFF_MAX_MS: u64 = 2_000;
+/// Wait for the driver's answer to a request.
+pub const DRIVER_ANSWER_TIMEOUT_MS: u64 = 10_000;
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Peers trusted before the registry knows them (key and address), e.g. the national node
+    /// for a node joining the mesh.
+    pub bootstrap_peers: Vec<(PublicKey, SocketAddr)>,
+    /// Raft tick.
+    pub tick_ms: u64,
+}
+
+/// One peer's sender: a queue and whether the last attempt reached it.
+struct PeerSender {
+    queue: tokio_mpsc::Sender<Vec<u8>>,
+    reachable: Arc<AtomicBool>,
+}
+
+/// Routes to peers, shared by the driver (which sends) and the connection handlers (which learn
+/// connections that peers opened to us).
+struct Peers {
+    endpoint: quinn::Endpoint,
+    runtime: tokio::runtime::Handle,
+    senders: Mutex<HashMap<u64, PeerSender>>,
+    /// Connections peers opened to us, by their raft id: a route back even before the registry
+    /// knows their address.
+    inbound: Mutex<HashMap<u64, quinn::Connection>>,
+    /// Addresses from the registry and the bootstrap list.
+    addresses: Mutex<HashMap<u64, SocketAddr>>,
+    /// The driver's inbox: connections we open are served like accepted ones, so a peer may
+    /// answer on the connection we opened.
+    inbox: mpsc::Sender<Input>,
+}
+
+impl Peers {
+    fn address_of(&self, raft_id: u64) -> Option<SocketAddr> {
+        self.addresses.lock().ok()?.get(&raft_id).copied()
+    }
+
+    fn inbound(&self, raft_id: u64) -> Option<quinn::Connection> {
+        let connection = self.inbound.lock().ok()?.get(&raft_id).cloned()?;
+        connection.close_reason().is_none().then_some(connection)
+    }
+
+    /// A live connection to the peer: an inbound one, or a new outbound one.
+    async fn connection(
+        self: &Arc<Self>,
+        raft_id: u64,
+        cached: &mut Option<quinn::Connection>,
+    ) -> Result<quinn::Connection> {
+        if let Some(connection) = cached.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(connection.clone());
+        }
+        if let Some(connection) = self.inbound(raft_id) {
+            *cached = Some(connection.clone());
+            return Ok(connection);
+        }
+        let addr = self
+            .address_of(raft_id)
+            .ok_or_else(|| anyhow!("no address known for peer {raft_id:016x}"))?;
+        let connection = transport::connect(&self.endpoint, addr).await?;
+        tokio::spawn(serve_connection(
+            connection.clone(),
+            self.inbox.clone(),
+            Arc::clone(self),
+        ));
+        *cached = Some(connection.clone());
+        Ok(connection)
+    }
+
+    fn sender(self: &Arc<Self>, raft_id: u64) -> Option<tokio_mpsc::Sender<Vec<u8>>> {
+        let mut senders = self.senders.lock().ok()?;
+        if let Some(sender) = senders.get(&raft_id) {
+            if !sender.queue.is_closed() {
+                return Some(sender.queue.clone());
+            }
+        }
+        let (queue, mut receiver) = tokio_mpsc::channel::<Vec<u8>>(PEER_QUEUE_MESSAGES);
+        let reachable = Arc::new(AtomicBool::new(false));
+        let peers = Arc::clone(self);
+        let flag = Arc::clone(&reachable);
+        self.runtime.spawn(async move {
+            let mut cached = None;
+            let mut backoff = RECONNECT_BACKOFF_MIN_MS;
+            while let Some(bytes) = receiver.recv().await {
+                let sent = match peers.connection(raft_id, &mut cached).await {
+                    Ok(connection) => transport::send_oneway(&connection, &bytes).await,
+                    Err(error) => Err(error),
+                };
+                match sent {
+                    Ok(()) => {
+                        flag.store(true, Ordering::Relaxed);
+                        backoff = RECONNECT_BACKOFF_MIN_MS;
+                    }
+                    Err(error) => {
+                        flag.store(false, Ordering::Relaxed);
+                        cached = None;
+                        tracing::debug!("peer {raft_id:016x}: {error:#}");
+                        // Drop what queued up meanwhile: Raft resends what still matters.
+                        tokio::time::sleep(Duration::from_millis(backoff)).await;
+                        while receiver.try_recv().is_ok() {}
+                        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX_MS);
+                    }
+                }
+            }
+        });
+        senders.insert(
+            raft_id,
+            PeerSender {
+                queue: queue.clone(),
+                reachable,
+            },
+        );
+        Some(queue)
+    }
+}
+
+/// The driver's outbox over QUIC.
+struct QuicOutbox {
+    peers: Arc<Peers>,
+}
+
+impl Outbox for QuicOutbox {
+    fn send(&self, messages: Vec<RaftMessage>, state: &MetaState) {
+        if let Ok(mut addresses) = self.peers.addresses.lock() {
+            for node in state.nodes() {
+                if let Ok(addr) = node.addr.parse() {
+                    addresses.insert(node.raft_id, addr);
+                }
+            }
+        }
+        for message in messages {
+            let to = message.to;
+            tracing::trace!(
+                "send {:?} to {to:016x} (index {}, {} entries, snapshot {})",
+                message.get_msg_type(),
+                message.index,
+                message.entries.len(),
+                message.snapshot.is_some()
+            );
+            let bytes = match message
+                .write_to_bytes()
+                .map_err(|error| anyhow!("{error}"))
+                .and_then(|raft| Ok(wire::encode(&Message::Raft { bytes: raft })?))
+            {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::warn!("cannot encode a Raft message: {error:#}");
+                    continue;
+                }
+            };
+            if let Some(queue) = self.peers.sender(to) {
+                // A full queue means the peer is slow or gone; Raft will resend.
+                let _ = queue.try_send(bytes);
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        leader: u64,
+        state: &MetaState,
+        message: Message,
+        reply: oneshot::Sender<Result<u64, String>>,
+    ) {
+        let peers = Arc::clone(&self.peers);
+        if let Some(node) = state.node_by_raft_id(leader) {
+            if let (Ok(addr), Ok(mut addresses)) = (node.addr.parse(), peers.addresses.lock()) {
+                addresses.insert(leader, addr);
+            }
+        }
+        self.peers.runtime.spawn(async move {
+            let mut cached = None;
+            let outcome = match peers.connection(leader, &mut cached).await {
+                Ok(connection) => {
+                    match transport::request(
+                        &connection,
+                        &message,
+                        Duration::from_millis(DRIVER_ANSWER_TIMEOUT_MS),
+                    )
+                    .await
+                    {
+                        Ok(Message::ProposeReply { result })
+                        | Ok(Message::ChangeRoleReply { result }) => result,
+                        Ok(Message::Error { message }) => Err(message),
+                        Ok(other) => Err(format!("the leader answered {other:?}")),
+                        Err(error) => Err(format!("forwarding to the leader failed: {error:#}")),
+                    }
+                }
+                Err(error) => Err(format!("the leader is unreachable: {error:#}")),
+            };
+            let _ = reply.send(outcome);
+        });
+    }
+
+    fn reachable(&self, raft_id: u64) -> Option<bool> {
+        let senders = self.peers.senders.lock().ok()?;
+        senders
+            .get(&raft_id)
+            .map(|sender| sender.reachable.load(Ordering::Relaxed))
+    }
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    inbox: mpsc::Sender<Input>,
+    endpoint: quinn::Endpoint,
+    driver: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl RunningNode {
+    /// Stops the driver and closes the endpoint.
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = self.inbox.send(Input::Stop);
+        self.endpoint.close(0u32.into(), b"shutting down");
+        let driver = self.driver.take();
+        let joined = tokio::task::spawn_blocking(move || driver.map(|handle| handle.join()))
+            .await
+            .context("joining the driver")?;
+        match joined {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => bail!("the Raft driver thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts a node: endpoint, driver thread, accept loop. Call inside a tokio runtime.
+pub fn start(
+    key: SigningKey,
+    log: tiermesh_storage::RaftLog,
+    options: &RunOptions,
+) -> Result<RunningNode> {
+    let own = key.public_key();
+    let bootstrap_keys: Vec<PublicKey> = options
+        .bootstrap_peers
+        .iter()
+        .map(|(key, _)| *key)
+        .collect();
+    let trust = Trust::new(bootstrap_keys.iter().copied().chain([own]));
+    let endpoint = transport::node_endpoint(options.listen, &key, Arc::clone(&trust))?;
+    let addr = endpoint.local_addr().context("local address")?;
+    let (inbox, receiver) = mpsc::channel::<Input>();
+    let peers = Arc::new(Peers {
+        inbox: inbox.clone(),
+        endpoint: endpoint.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        senders: Mutex::new(HashMap::new()),
+        inbound: Mutex::new(HashMap::new()),
+        addresses: Mutex::new(
+            options
+                .bootstrap_peers
+                .iter()
+                .map(|(key, addr)| (raft_id_of(key), *addr))
+                .collect(),
+        ),
+    });
+    let driver = Driver::new(
+        log,
+        own,
+        QuicOutbox {
+            peers: Arc::clone(&peers),
+        },
+        trust,
+        bootstrap_keys,
+        options.tick_ms,
+    )?;
+    let driver = std::thread::Builder::new()
+        .name("raft-driver".to_string())
+        .spawn(move || driver.run(receiver))
+        .context("starting the Raft driver thread")?;
+    let accept_endpoint = endpoint.clone();
+    let accept_inbox = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accept_endpoint.accept().await {
+            let inbox = accept_inbox.clone();
+            let peers = Arc::clone(&peers);
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(connection) => serve_connection(connection, inbox, peers).await,
+                    Err(error) => tracing::debug!("refused a connection: {error}"),
+                }
+            });
+        }
+    });
+    Ok(RunningNode {
+        addr,
+        inbox,
+        endpoint,
+        driver: Some(driver),
+    })
+}
+
+async fn serve_connection(
+    connection: quinn::Connection,
+    inbox: mpsc::Sender<Input>,
+    peers: Arc<Peers>,
+) {
+    let Some(peer) = transport::peer_key(&connection) else {
+        connection.close(1u32.into(), b"no peer key");
+        return;
+    };
+    let peer_raft_id = raft_id_of(&peer);
+    if let Ok(mut inbound) = peers.inbound.lock() {
+        inbound.insert(peer_raft_id, connection.clone());
+    }
+    loop {
+        tokio::select! {
+            stream = connection.accept_uni() => {
+                let Ok(mut stream) = stream else { break };
+                let inbox = inbox.clone();
+                tokio::spawn(async move {
+                    let bytes = match stream.read_to_end(MESSAGE_BYTES_MAX).await {
+                        Ok(bytes) => bytes,
+                        Err(error) => {
+                            tracing::debug!("peer {peer}: unreadable stream: {error}");
+                            return;
+                        }
+                    };
+                    match wire::decode(&bytes) {
+                        Ok(Message::Raft { bytes }) => match RaftMessage::parse_from_bytes(&bytes) {
+                            // A peer speaks only for itself.
+                            Ok(message) if message.from == peer_raft_id => {
+                                tracing::trace!("received {:?} from {:016x}", message.get_msg_type(), message.from);
+                                let _ = inbox.send(Input::Raft(message));
+                            }
+                            Ok(message) => tracing::warn!(
+                                "peer {peer} sent a Raft message claiming to be {:016x}", message.from
+                            ),
+                            Err(error) => tracing::warn!("peer {peer}: bad Raft message: {error}"),
+                        },
+                        Ok(other) => tracing::warn!("peer {peer}: unexpected one-way message {other:?}"),
+                        Err(error) => tracing::warn!("peer {peer}: {error}"),
+                    }
+                });
+            }
+            stream = connection.accept_bi() => {
+                let Ok((mut send, mut receive)) = stream else { break };
+                let inbox = inbox.clone();
+                tokio::spawn(async move {
+                    let answer = match receive.read_to_end(MESSAGE_BYTES_MAX).await {
+                        Ok(bytes) => match wire::decode(&bytes) {
+                            Ok(request) => answer(request, &inbox).await,
+                            Err(error) => Message::Error { message: error.to_string() },
+                        },
+                        Err(error) => Message::Error { message: format!("unreadable request: {error}") },
+                    };
+                    if let Ok(bytes) = wire::encode(&answer) {
+                        let _ = send.write_all(&bytes).await;
+                        let _ = send.finish();
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn ask<T>(
+    inbox: &mpsc::Sender<Input>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Input,
+) -> Result<T, String> {
+    let (reply, answer) = oneshot::channel();
+    inbox
+        .send(make(reply))
+        .map_err(|_| "the node is shutting down".to_string())?;
+    match tokio::time::timeout(Duration::from_millis(DRIVER_ANSWER_TIMEOUT_MS), answer).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err("the proposal was dropped (leadership changed); try again".to_string()),
+        Err(_) => Err("no answer in time; try again".to_string()),
+    }
+}
+
+async fn answer(request: Message, inbox: &mpsc::Sender<Input>) -> Message {
+    match request {
+        Message::Propose { command } => {
+            let result = ask(inbox, |reply| Input::Propose { command, reply }).await;
+            Message::ProposeReply {
+                result: result.and_then(|inner| inner),
+            }
+        }
+        Message::ChangeRole(change) => {
+            let result = ask(inbox, |reply| Input::ChangeRole { change, reply }).await;
+            Message::ChangeRoleReply {
+                result: result.and_then(|inner| inner),
+            }
+        }
+        Message::StatusRequest => match ask(inbox, |reply| Input::Status { reply }).await {
+            Ok(status) => Message::StatusReply(status),
+            Err(message) => Message::Error { message },
+        },
+        other => Message::Error {
+            message: format!("not a request: {}", message_name(&other)),
+        },
+    }
+}
+
+fn message_name(message: &Message) -> &'static str {
+    match message {
+        Message::Raft { .. } => "Raft",
+        Message::Propose { .. } => "Propose",
+        Message::ProposeReply { .. } => "ProposeReply",
+        Message::ChangeRole(_) => "ChangeRole",
+        Message::ChangeRoleReply { .. } => "ChangeRoleReply",
+        Message::StatusRequest => "StatusRequest",
+        Message::StatusReply(_) => "StatusReply",
+        Message::Error { .. } => "Error",
+    }
+}

@@ -1,0 +1,327 @@
+//! The mesh commands: `keygen`, `mesh create|status|promote|demote`, `node register`,
+//! `officer appoint` and `run`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use tiermesh_crypto::{PublicKey, SigningKey};
+use tiermesh_federation::meta::{
+    sign_appointment, sign_registration, sign_role_change, MetaCommand, MetaState,
+    NodeRegistration, OfficerAppointment, RoleChange,
+};
+use tiermesh_federation::region::RegionCode;
+use tiermesh_federation::wire::{MeshStatus, Message, Role};
+use tiermesh_storage::StoreOptions;
+
+use crate::client::{load_key, resolve, Session};
+use crate::config::NodeDir;
+use crate::mesh::{self, RunOptions};
+use crate::output::Format;
+
+/// Writes a new Ed25519 key to `out` (PKCS#8, mode 0600); refuses to overwrite.
+pub fn keygen(out: &Path) -> Result<PublicKey> {
+    let key = SigningKey::generate(&ring::rand::SystemRandom::new())?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+    file.write_all(key.pkcs8())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(key.public_key())
+}
+
+/// Parses a public key given on the command line, or read from a key file.
+pub fn parse_public_key(text: &str) -> Result<PublicKey> {
+    if let Ok(key) = text.parse::<PublicKey>() {
+        return Ok(key);
+    }
+    let path = Path::new(text);
+    if path.exists() {
+        return Ok(load_key(path)?.public_key());
+    }
+    bail!("'{text}' is neither a 64-hex-digit public key nor a key file")
+}
+
+/// `tiermesh mesh create`: makes this node the first voter of a new mesh, with `officer` as the
+/// root security officer (national jurisdiction).
+pub fn create(dir: &Path, officer: PublicKey, addr: &str) -> Result<u64> {
+    resolve(addr)?;
+    let node = NodeDir::open(dir)?;
+    let key = node.signing_key()?;
+    let store = node.open_store(&StoreOptions::default())?;
+    let mut log = store.raft_log()?;
+    if log.is_initialized() {
+        bail!(
+            "{} is already part of a mesh; refusing to create another",
+            dir.display()
+        );
+    }
+    let registration = NodeRegistration {
+        key: key.public_key(),
+        name: node.config.name.clone(),
+        region: node.config.region_code()?,
+        addr: addr.to_string(),
+    };
+    let mut state = MetaState::default();
+    state
+        .apply(
+            1,
+            &MetaCommand::Bootstrap {
+                node: registration,
+                root_officer: officer,
+            },
+        )
+        .context("bootstrapping the metadata")?;
+    let raft_id = tiermesh_federation::meta::raft_id_of(&key.public_key());
+    log.bootstrap(&[raft_id], &state.to_snapshot())?;
+    Ok(raft_id)
+}
+
+/// Options of `tiermesh run`.
+#[derive(Clone, Debug)]
+pub struct RunArgs {
+    pub dir: PathBuf,
+    pub listen: SocketAddr,
+    pub peers: Vec<String>,
+    pub tick_ms: u64,
+}
+
+/// Parses `KEY@HOST:PORT`.
+pub fn parse_peer(text: &str) -> Result<(PublicKey, SocketAddr)> {
+    let (key, addr) = text
+        .split_once('@')
+        .with_context(|| format!("--peer '{text}' must be KEY@HOST:PORT"))?;
+    Ok((
+        key.parse()
+            .with_context(|| format!("--peer '{text}': key"))?,
+        resolve(addr)?,
+    ))
+}
+
+/// `tiermesh run`: serves until SIGINT or SIGTERM.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let node = NodeDir::open(&args.dir)?;
+    let key = node.signing_key()?;
+    let store = node.open_store(&StoreOptions::default())?;
+    let log = store.raft_log()?;
+    let peers = args
+        .peers
+        .iter()
+        .map(|text| parse_peer(text))
+        .collect::<Result<Vec<_>>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let running = mesh::start(
+            key,
+            log,
+            &RunOptions {
+                listen: args.listen,
+                bootstrap_peers: peers,
+                tick_ms: args.tick_ms,
+            },
+        )?;
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("listening on {}", running.addr);
+        tracing::info!(addr = %running.addr, region = %node.config.region, "node running");
+        wait_for_shutdown().await?;
+        tracing::info!("shutting down");
+        running.stop().await
+    })?;
+    drop(store);
+    Ok(())
+}
+
+async fn wait_for_shutdown() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `tiermesh node register`: an officer registers a node.
+pub fn register(
+    officer_key: &Path,
+    registration: NodeRegistration,
+    connect: &str,
+    server_key: Option<PublicKey>,
+) -> Result<u64> {
+    let officer = load_key(officer_key)?;
+    let command = MetaCommand::RegisterNode(sign_registration(&officer, registration));
+    runtime()?.block_on(async {
+        let session = Session::connect(&officer, connect, server_key).await?;
+        let index = session.commit(&Message::Propose { command }).await;
+        session.close().await;
+        index
+    })
+}
+
+/// `tiermesh officer appoint`: an officer appoints another inside its jurisdiction.
+pub fn appoint(
+    officer_key: &Path,
+    appointment: OfficerAppointment,
+    connect: &str,
+    server_key: Option<PublicKey>,
+) -> Result<u64> {
+    let officer = load_key(officer_key)?;
+    let command = MetaCommand::AppointOfficer(sign_appointment(&officer, appointment));
+    runtime()?.block_on(async {
+        let session = Session::connect(&officer, connect, server_key).await?;
+        let index = session.commit(&Message::Propose { command }).await;
+        session.close().await;
+        index
+    })
+}
+
+/// `tiermesh mesh promote|demote`.
+pub fn change_role(
+    officer_key: &Path,
+    node: PublicKey,
+    voter: bool,
+    connect: &str,
+    server_key: Option<PublicKey>,
+) -> Result<u64> {
+    let officer = load_key(officer_key)?;
+    let nonce = u64::from_be_bytes(ring_random_bytes()?);
+    let change = sign_role_change(&officer, RoleChange { node, voter, nonce });
+    runtime()?.block_on(async {
+        let session = Session::connect(&officer, connect, server_key).await?;
+        let index = session.commit(&Message::ChangeRole(change)).await;
+        session.close().await;
+        index
+    })
+}
+
+fn ring_random_bytes() -> Result<[u8; 8]> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the random number source failed"))?;
+    Ok(bytes)
+}
+
+/// `tiermesh mesh status`.
+pub fn status(key_file: &Path, connect: &str, server_key: Option<PublicKey>) -> Result<MeshStatus> {
+    let key = load_key(key_file)?;
+    runtime()?.block_on(async {
+        let session = Session::connect(&key, connect, server_key).await?;
+        let answer = session.request(&Message::StatusRequest).await;
+        session.close().await;
+        match answer? {
+            Message::StatusReply(status) => Ok(status),
+            Message::Error { message } => bail!("the node answered: {message}"),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    })
+}
+
+/// Renders a mesh status.
+pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
+    match format {
+        Format::Json => Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&status_json(status))?
+        )),
+        Format::Csv | Format::Table => {
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED);
+            table.set_header([
+                "node",
+                "name",
+                "tier",
+                "region",
+                "address",
+                "role",
+                "matched",
+                "lag",
+                "reachable",
+            ]);
+            let mut nodes: Vec<_> = status.nodes.iter().collect();
+            nodes.sort_by_key(|node| (node.region, node.key));
+            for node in nodes {
+                let leader = status.leader == Some(node.raft_id);
+                let role = match (node.role, leader) {
+                    (Role::Voter, true) => "voter (leader)",
+                    (Role::Voter, false) => "voter",
+                    (Role::Learner, _) => "learner",
+                    (Role::Pending, _) => "pending",
+                };
+                table.add_row([
+                    node.key.to_string()[..16].to_string(),
+                    node.name.clone(),
+                    node.tier.to_string(),
+                    node.region.to_string(),
+                    node.addr.clone(),
+                    role.to_string(),
+                    node.matched.map_or("-".into(), |m| m.to_string()),
+                    node.matched
+                        .map_or("-".into(), |m| status.commit.saturating_sub(m).to_string()),
+                    node.reachable
+                        .map_or("?".into(), |r| if r { "yes".into() } else { "no".into() }),
+                ]);
+            }
+            let leader = status
+                .leader
+                .and_then(|id| status.nodes.iter().find(|node| node.raft_id == id))
+                .map_or("none".to_string(), |node| {
+                    format!("{} ({})", node.name, node.addr)
+                });
+            Ok(format!(
+                "{table}\nleader: {leader}; term {}; commit {}; applied {} (answered by {})\n",
+                status.term,
+                status.commit,
+                status.applied,
+                &status.responder.to_string()[..16]
+            ))
+        }
+    }
+}
+
+fn status_json(status: &MeshStatus) -> serde_json::Value {
+    serde_json::json!({
+        "responder": status.responder.to_string(),
+        "leader": status.leader.map(|id| format!("{id:016x}")),
+        "term": status.term,
+        "commit": status.commit,
+        "applied": status.applied,
+        "nodes": status.nodes.iter().map(|node| serde_json::json!({
+            "key": node.key.to_string(),
+            "raft_id": format!("{:016x}", node.raft_id),
+            "name": node.name,
+            "tier": node.tier.name(),
+            "region": node.region.to_string(),
+            "addr": node.addr,
+            "role": match node.role { Role::Voter => "voter", Role::Learner => "learner", Role::Pending => "pending" },
+            "leader": status.leader == Some(node.raft_id),
+            "matched": node.matched,
+            "reachable": node.reachable,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Parses a region code argument.
+pub fn region(text: &str, flag: &str) -> Result<RegionCode> {
+    text.parse()
+        .with_context(|| format!("{flag} '{text}' is not a region code"))
+}
