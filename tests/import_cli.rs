@@ -553,9 +553,14 @@ fn queries_render_three_formats_and_refuse_personal_columns() {
 #[test]
 fn every_config_parses() {
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut files = Vec::new();
+    for folder in [configs.clone(), configs.join("local-mesh")] {
+        for entry in std::fs::read_dir(&folder).expect("configs/") {
+            files.push(entry.expect("entry").path());
+        }
+    }
     let mut seen = 0;
-    for entry in std::fs::read_dir(&configs).expect("configs/") {
-        let file = entry.expect("entry").path();
+    for file in files {
         if file.extension().is_some_and(|ext| ext == "toml") {
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::copy(&file, dir.path().join("node.toml")).expect("copy");
@@ -569,5 +574,5 @@ fn every_config_parses() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "configs/ holds the example node configurations");
+    assert!(seen >= 7, "configs/ holds the example node configurations");
 }

@@ -39,6 +39,9 @@ pub enum Message {
     StatusReply(MeshStatus),
     /// The request could not be served; says why.
     Error { message: String },
+    /// Like StatusRequest, but answered only once the node has applied everything the leader
+    /// had committed when the question arrived (Raft read-index): a fresh view.
+    FreshStatusRequest,
 }
 
 /// One node's view of the mesh.

@@ -33,6 +33,59 @@ pub struct NodeConfig {
     pub standard_version: u32,
     /// The node's Ed25519 public key, hex; the private key is in `node.key`.
     pub public_key: String,
+    /// How the node takes part in the mesh (`tiermesh run`); flags override it.
+    #[serde(default, skip_serializing_if = "MeshSettings::is_empty")]
+    pub mesh: MeshSettings,
+}
+
+/// The `[mesh]` section of `node.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSettings {
+    /// UDP address to listen on, e.g. "0.0.0.0:7400".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Peers trusted before the registry arrives, "KEY@HOST:PORT" (a node joining names a voter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// Raft tick in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_ms: Option<u64>,
+}
+
+impl MeshSettings {
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self == &MeshSettings::default()
+    }
+
+    /// Checks the shapes (addresses are resolved only when the node runs).
+    pub fn check(&self) -> Result<()> {
+        if let Some(listen) = &self.listen {
+            check_host_port(listen).with_context(|| format!("listen '{listen}'"))?;
+        }
+        for peer in &self.peers {
+            let (key, addr) = peer
+                .split_once('@')
+                .with_context(|| format!("peer '{peer}' must be KEY@HOST:PORT"))?;
+            let _: PublicKey = key.parse().with_context(|| format!("peer '{peer}': key"))?;
+            check_host_port(addr).with_context(|| format!("peer '{peer}'"))?;
+        }
+        if self.tick_ms == Some(0) {
+            bail!("tick_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn check_host_port(text: &str) -> Result<()> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| "expected HOST:PORT".to_string())?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        bail!("expected HOST:PORT with a port from 0 to 65535");
+    }
+    Ok(())
 }
 
 impl NodeConfig {
@@ -90,6 +143,7 @@ impl NodeDir {
             tier: region.tier().name().to_string(),
             standard_version: STANDARD_VERSION,
             public_key: key.public_key().to_string(),
+            mesh: MeshSettings::default(),
         };
         let text = format!(
             "# TierMesh node configuration, written by `tiermesh init`.\n\
@@ -149,6 +203,10 @@ impl NodeDir {
             .public_key
             .parse()
             .with_context(|| format!("{}: public_key", config_path.display()))?;
+        config
+            .mesh
+            .check()
+            .with_context(|| format!("{}: [mesh]", config_path.display()))?;
         Ok(NodeDir {
             path: dir.to_path_buf(),
             config,

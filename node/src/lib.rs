@@ -5,6 +5,7 @@
 //! sockets; it hands time and randomness to `federation` and `crypto` as arguments.
 
 pub mod bench;
+pub mod bench_mesh;
 pub mod client;
 pub mod config;
 pub mod gen;

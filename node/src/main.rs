@@ -147,15 +147,17 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// UDP address to listen on (port 0 picks one; the chosen address is printed).
-        #[arg(long, default_value = "127.0.0.1:7400")]
-        listen: std::net::SocketAddr,
+        /// Default: `[mesh] listen` in node.toml, else 127.0.0.1:7400.
+        #[arg(long)]
+        listen: Option<String>,
         /// A peer trusted before this node has the registry: KEY@HOST:PORT (repeatable). A node
         /// joining a mesh names a voter it can reach.
         #[arg(long = "peer")]
         peers: Vec<String>,
-        /// Raft tick in milliseconds (an election takes 10-20 ticks).
-        #[arg(long, default_value_t = tiermesh::raft_driver::TICK_MS_DEFAULT)]
-        tick_ms: u64,
+        /// Raft tick in milliseconds (an election takes 10-20 ticks). Default: `[mesh] tick_ms`
+        /// in node.toml, else 100.
+        #[arg(long)]
+        tick_ms: Option<u64>,
     },
 }
 
@@ -188,6 +190,10 @@ enum MeshCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Answer only after the node has applied everything the leader had committed
+        /// (Raft read-index), so the view is current.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Make a registered node a Raft voter (signed by a national officer).
     Promote(RoleArgs),
@@ -264,6 +270,8 @@ enum OfficerCommand {
 enum BenchCommand {
     /// One node: generate data, import it, and time the local queries.
     Local(bench::LocalOptions),
+    /// Three voters on loopback: metadata commit latency, and a new learner's catch-up time.
+    Mesh(tiermesh::bench_mesh::MeshOptions),
 }
 
 fn parse_date(text: Option<&str>, what: &str) -> Result<Date> {
@@ -454,12 +462,13 @@ fn run(cli: Cli) -> Result<i32> {
                 key,
                 server_key,
                 format,
+                fresh,
             } => {
                 let server_key = server_key
                     .as_deref()
                     .map(mesh_cli::parse_public_key)
                     .transpose()?;
-                let status = mesh_cli::status(&key, &connect, server_key)?;
+                let status = mesh_cli::status(&key, &connect, server_key, fresh)?;
                 print!("{}", mesh_cli::render_status(&status, format)?);
                 Ok(EXIT_OK)
             }
@@ -532,6 +541,10 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Bench { which } => match which {
             BenchCommand::Local(options) => {
                 bench::local(&options)?;
+                Ok(EXIT_OK)
+            }
+            BenchCommand::Mesh(options) => {
+                tiermesh::bench_mesh::run(&options)?;
                 Ok(EXIT_OK)
             }
         },

@@ -237,9 +237,21 @@ pub struct RunningNode {
     inbox: mpsc::Sender<Input>,
     endpoint: quinn::Endpoint,
     driver: Option<std::thread::JoinHandle<Result<()>>>,
+    driver_ended: Option<oneshot::Receiver<()>>,
 }
 
 impl RunningNode {
+    /// Resolves when the Raft driver has stopped on its own (a storage failure): the node can
+    /// no longer serve and should exit.
+    pub async fn driver_ended(&mut self) {
+        match self.driver_ended.as_mut() {
+            Some(ended) => {
+                let _ = ended.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops the driver and closes the endpoint.
     pub async fn stop(mut self) -> Result<()> {
         let _ = self.inbox.send(Input::Stop);
@@ -296,9 +308,14 @@ pub fn start(
         bootstrap_keys,
         options.tick_ms,
     )?;
+    let (ended_sender, driver_ended) = oneshot::channel();
     let driver = std::thread::Builder::new()
         .name("raft-driver".to_string())
-        .spawn(move || driver.run(receiver))
+        .spawn(move || {
+            let result = driver.run(receiver);
+            let _ = ended_sender.send(());
+            result
+        })
         .context("starting the Raft driver thread")?;
     let accept_endpoint = endpoint.clone();
     let accept_inbox = inbox.clone();
@@ -319,6 +336,7 @@ pub fn start(
         inbox,
         endpoint,
         driver: Some(driver),
+        driver_ended: Some(driver_ended),
     })
 }
 
@@ -419,6 +437,12 @@ async fn answer(request: Message, inbox: &mpsc::Sender<Input>) -> Message {
             Ok(status) => Message::StatusReply(status),
             Err(message) => Message::Error { message },
         },
+        Message::FreshStatusRequest => {
+            match ask(inbox, |reply| Input::FreshStatus { reply }).await {
+                Ok(Ok(status)) => Message::StatusReply(status),
+                Ok(Err(message)) | Err(message) => Message::Error { message },
+            }
+        }
         other => Message::Error {
             message: format!("not a request: {}", message_name(&other)),
         },
@@ -435,5 +459,6 @@ fn message_name(message: &Message) -> &'static str {
         Message::StatusRequest => "StatusRequest",
         Message::StatusReply(_) => "StatusReply",
         Message::Error { .. } => "Error",
+        Message::FreshStatusRequest => "FreshStatusRequest",
     }
 }

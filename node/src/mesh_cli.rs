@@ -88,10 +88,16 @@ pub fn create(dir: &Path, officer: PublicKey, addr: &str) -> Result<u64> {
 #[derive(Clone, Debug)]
 pub struct RunArgs {
     pub dir: PathBuf,
-    pub listen: SocketAddr,
+    /// Overrides `[mesh] listen`.
+    pub listen: Option<String>,
+    /// Added to `[mesh] peers`.
     pub peers: Vec<String>,
-    pub tick_ms: u64,
+    /// Overrides `[mesh] tick_ms`.
+    pub tick_ms: Option<u64>,
 }
+
+/// Where a node listens when neither the command line nor node.toml says.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
 
 /// Parses `KEY@HOST:PORT`.
 pub fn parse_peer(text: &str) -> Result<(PublicKey, SocketAddr)> {
@@ -111,32 +117,53 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let key = node.signing_key()?;
     let store = node.open_store(&StoreOptions::default())?;
     let log = store.raft_log()?;
-    let peers = args
+    let settings = &node.config.mesh;
+    let peers = settings
         .peers
         .iter()
+        .chain(&args.peers)
         .map(|text| parse_peer(text))
         .collect::<Result<Vec<_>>>()?;
+    let listen_text = args
+        .listen
+        .clone()
+        .or_else(|| settings.listen.clone())
+        .unwrap_or_else(|| LISTEN_DEFAULT.to_string());
+    let listen = resolve(&listen_text)?;
+    let tick_ms = args
+        .tick_ms
+        .or(settings.tick_ms)
+        .unwrap_or(crate::raft_driver::TICK_MS_DEFAULT);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let running = mesh::start(
+        let mut running = mesh::start(
             key,
             log,
             &RunOptions {
-                listen: args.listen,
+                listen,
                 bootstrap_peers: peers,
-                tick_ms: args.tick_ms,
+                tick_ms,
             },
         )?;
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on {}", running.addr);
         tracing::info!(addr = %running.addr, region = %node.config.region, "node running");
-        wait_for_shutdown().await?;
-        tracing::info!("shutting down");
-        running.stop().await
+        tokio::select! {
+            signal = wait_for_shutdown() => {
+                signal?;
+                tracing::info!("shutting down");
+                running.stop().await
+            }
+            () = running.driver_ended() => {
+                let error = running.stop().await.err();
+                Err(error.unwrap_or_else(|| anyhow::anyhow!("the Raft driver stopped")))
+                    .context("the node cannot go on")
+            }
+        }
     })?;
     drop(store);
     Ok(())
@@ -222,11 +249,21 @@ fn ring_random_bytes() -> Result<[u8; 8]> {
 }
 
 /// `tiermesh mesh status`.
-pub fn status(key_file: &Path, connect: &str, server_key: Option<PublicKey>) -> Result<MeshStatus> {
+pub fn status(
+    key_file: &Path,
+    connect: &str,
+    server_key: Option<PublicKey>,
+    fresh: bool,
+) -> Result<MeshStatus> {
     let key = load_key(key_file)?;
     runtime()?.block_on(async {
         let session = Session::connect(&key, connect, server_key).await?;
-        let answer = session.request(&Message::StatusRequest).await;
+        let request = if fresh {
+            Message::FreshStatusRequest
+        } else {
+            Message::StatusRequest
+        };
+        let answer = session.request(&request).await;
         session.close().await;
         match answer? {
             Message::StatusReply(status) => Ok(status),

@@ -34,6 +34,8 @@ pub const TICK_MS_DEFAULT: u64 = 100;
 pub const COMPACT_EVERY_ENTRIES: u64 = 1_000;
 /// Largest batch of entries in one append message.
 pub const APPEND_BYTES_MAX: u64 = 1 << 20;
+/// Fresh (read-index) reads waiting at once.
+pub const READS_PENDING_MAX: usize = 1024;
 /// Append messages in flight to one follower.
 pub const INFLIGHT_APPENDS_MAX: usize = 256;
 
@@ -53,6 +55,11 @@ pub enum Input {
     },
     /// Report the mesh as this node sees it.
     Status { reply: oneshot::Sender<MeshStatus> },
+    /// Report the mesh once this node has applied everything committed when the question
+    /// arrived, as confirmed by the leader (read-index).
+    FreshStatus {
+        reply: oneshot::Sender<Result<MeshStatus, String>>,
+    },
     /// Stop the driver.
     Stop,
 }
@@ -87,6 +94,10 @@ pub struct Driver<O: Outbox> {
     bootstrap_keys: Vec<PublicKey>,
     own_key: PublicKey,
     pending: HashMap<u64, Pending>,
+    /// Read-index requests sent to the leader, by context.
+    reads_asked: HashMap<u64, oneshot::Sender<Result<MeshStatus, String>>>,
+    /// Read-index requests confirmed at an index, waiting for the apply to reach it.
+    reads_waiting: Vec<(u64, oneshot::Sender<Result<MeshStatus, String>>)>,
     next_proposal: u64,
     applied_since_compaction: u64,
     tick: Duration,
@@ -160,6 +171,8 @@ impl<O: Outbox> Driver<O> {
             bootstrap_keys,
             own_key,
             pending: HashMap::new(),
+            reads_asked: HashMap::new(),
+            reads_waiting: Vec::new(),
             next_proposal: 1,
             applied_since_compaction: 0,
             tick: Duration::from_millis(tick_ms.max(1)),
@@ -224,6 +237,20 @@ impl<O: Outbox> Driver<O> {
             Input::ChangeRole { change, reply } => self.change_role(change, reply),
             Input::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Input::FreshStatus { reply } => {
+                if self.reads_asked.len() + self.reads_waiting.len() >= READS_PENDING_MAX {
+                    let _ = reply.send(Err("too many fresh reads waiting; try again".into()));
+                    return;
+                }
+                if self.leader().is_none() {
+                    let _ = reply.send(Err("no Raft leader is known yet; try again".into()));
+                    return;
+                }
+                let id = self.next_proposal;
+                self.next_proposal += 1;
+                self.raw.read_index(id.to_be_bytes().to_vec());
+                self.reads_asked.insert(id, reply);
             }
             Input::Stop => {}
         }
@@ -380,6 +407,14 @@ impl<O: Outbox> Driver<O> {
             return Ok(());
         }
         let mut ready = self.raw.ready();
+        if let Some(soft) = ready.ss() {
+            if soft.raft_state != StateRole::Leader {
+                // Proposals and reads that waited on a former leader will not be answered:
+                // dropping their senders tells the clients to try again.
+                self.pending.clear();
+            }
+            self.reads_asked.clear();
+        }
         if !ready.messages().is_empty() {
             self.outbox.send(ready.take_messages(), &self.state);
         }
@@ -392,6 +427,13 @@ impl<O: Outbox> Driver<O> {
             self.state = MetaState::from_snapshot(&snapshot.data)
                 .context("the leader's snapshot does not decode")?;
             self.refresh_trust();
+        }
+        for read in ready.take_read_states() {
+            if let Some(reply) =
+                proposal_id(&read.request_ctx).and_then(|id| self.reads_asked.remove(&id))
+            {
+                self.reads_waiting.push((read.index, reply));
+            }
         }
         let committed = ready.take_committed_entries();
         self.apply(committed)?;
@@ -419,8 +461,24 @@ impl<O: Outbox> Driver<O> {
         let committed = light.take_committed_entries();
         self.apply(committed)?;
         self.raw.advance_apply();
+        self.answer_reads();
         self.reconcile_members();
         Ok(())
+    }
+
+    /// Answers the read-index requests whose index has been applied.
+    fn answer_reads(&mut self) {
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let applied = self.state.applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_waiting = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(self.status()));
+        }
     }
 
     /// Applies committed entries in order, then saves the state with its index durably.
