@@ -398,4 +398,20 @@ fn three_voters_and_learners_survive_leader_loss_and_keep_strangers_out() {
     // Healed: the same write now commits.
     let output = register(&officer, &minority, "540000000000", alone);
     assert!(output.status.success(), "{}", text(&output));
+
+    // SIGTERM stops a node cleanly (exit status 0).
+    county_b.signal("-TERM");
+    let mut child = county_b.child.take().expect("running");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < CONDITION_DEADLINE,
+            "the node did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }

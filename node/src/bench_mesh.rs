@@ -4,6 +4,7 @@
 //! Figures only mean something from a release build.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -181,6 +182,8 @@ impl Nodes {
 
 /// What the learner's catch-up showed.
 struct CatchUp {
+    /// The leader's commit index before the backlog was built.
+    backlog_start: u64,
     /// The leader's commit index when the learner started: the target.
     target: u64,
     elapsed: Duration,
@@ -205,8 +208,9 @@ pub fn run(options: &MeshOptions) -> Result<()> {
         }
     };
     println!(
-        "mesh benchmark: 3 voters (national + 2 provinces) in one process; loopback QUIC, \
-         RocksDB with fsync on every Raft write; tick {} ms",
+        "mesh benchmark: 3 voters (national + 2 provinces) in one process on {} CPUs; loopback \
+         QUIC, RocksDB with fsync on every Raft write; tick {} ms",
+        std::thread::available_parallelism().map_or(0, usize::from),
         options.tick_ms
     );
     println!(
@@ -385,7 +389,6 @@ async fn benchmark(
         options.proposers
     );
 
-    if std::env::var_os("EXPERIMENT_START_FIRST").is_some() { nodes.newcomer.start(vec![(nodes.national.public_key, nodes.national.addr)], options.tick_ms)?; }
     let newcomer = &nodes.newcomer;
     let command = registration_command(officer, newcomer.registration(newcomer.name.into()));
     session
@@ -394,7 +397,13 @@ async fn benchmark(
         .with_context(|| format!("registering {}", newcomer.name))?;
     let target = request_status(&session).await?.commit;
     session.close().await;
-    let catch_up = catch_up(&mut nodes.newcomer, bootstrap, target, options.tick_ms).await?;
+    let catch_up = catch_up(
+        &mut nodes.newcomer,
+        bootstrap,
+        before..target,
+        options.tick_ms,
+    )
+    .await?;
     println!(
         "\ncatch-up: new learner {} (empty log, joining after the {}-entry backlog) reached the \
          leader's commit index {} as of its start in {:.3} s: {:.0} entries/s",
@@ -405,27 +414,25 @@ async fn benchmark(
         catch_up.target as f64 / catch_up.elapsed.as_secs_f64()
     );
     println!(
-        "  of which: {:.3} s until the leader's first message reached it, {:.3} s from there to \
-         caught up",
-        catch_up.heard_from_leader.as_secs_f64(),
-        catch_up
-            .elapsed
-            .saturating_sub(catch_up.heard_from_leader)
-            .as_secs_f64()
+        "  of which: {:.1} ms until the leader's first message reached it, {:.1} ms from there to \
+         caught up (status polled every {CATCH_UP_POLL_MS} ms)",
+        millis(catch_up.heard_from_leader),
+        millis(catch_up.elapsed.saturating_sub(catch_up.heard_from_leader))
     );
     Ok(catch_up)
 }
 
-/// Starts the new node and times it until its applied index reaches `target`.
+/// Starts the new node and times it until its applied index reaches the end of `backlog` (the
+/// leader's commit indexes before the backlog and when the node starts).
 async fn catch_up(
     node: &mut BenchNode,
     bootstrap: Vec<(PublicKey, SocketAddr)>,
-    target: u64,
+    backlog: Range<u64>,
     tick_ms: u64,
 ) -> Result<CatchUp> {
+    let target = backlog.end;
     let started = Instant::now();
-    if node.running.is_none() { node.start(bootstrap, tick_ms)?; }
-    if std::env::var_os("EXPERIMENT_DELAY").is_some() { tokio::time::sleep(Duration::from_millis(1)).await; }
+    node.start(bootstrap, tick_ms)?;
     // Until it has the registry the node trusts only its bootstrap peer and its own key, so it is
     // asked with its own key (a connection from itself is never used as a Raft route).
     let own_key = node.dir.signing_key()?;
@@ -461,6 +468,7 @@ async fn catch_up(
     let elapsed = started.elapsed();
     session.close().await;
     Ok(CatchUp {
+        backlog_start: backlog.start,
         target,
         elapsed,
         first_applied,
@@ -529,23 +537,23 @@ fn report_snapshot(nodes: &Nodes, catch_up: &CatchUp) -> Result<()> {
         let log = store.raft_log()?;
         Ok(log.first_index_cached())
     };
-    let leader_first = first_index(&nodes.national)?;
-    let newcomer_snapshot = first_index(&nodes.newcomer)? - 1;
-    let replayed = catch_up.target.saturating_sub(newcomer_snapshot);
-    if newcomer_snapshot > 0 && leader_first > 1 {
-        println!(
-            "  through a snapshot: the learner installed a snapshot at index {newcomer_snapshot} \
-             (first applied index it reported: {}) and replayed {replayed} entries after it; the \
-             national node's log was compacted up to index {}",
-            catch_up.first_applied,
-            leader_first - 1
-        );
+    let leader_compacted = first_index(&nodes.national)? - 1;
+    // The learner compacts only after applying COMPACT_EVERY_ENTRIES entries itself, so its
+    // snapshot index is the one of the snapshot it installed, if it installed one.
+    let snapshot = first_index(&nodes.newcomer)? - 1;
+    let how = if snapshot >= catch_up.backlog_start {
+        "through a snapshot"
     } else {
-        println!(
-            "  through log entries: the learner holds no snapshot (snapshot index \
-             {newcomer_snapshot}, the national node's log starts at index {leader_first})"
-        );
-    }
+        "through log entries"
+    };
+    println!(
+        "  {how}: the learner's snapshot is at index {snapshot} (first applied index it \
+         reported: {}), {} entries replayed after it; the backlog started after index {}; the \
+         national node's log is compacted up to index {leader_compacted}",
+        catch_up.first_applied,
+        catch_up.target.saturating_sub(snapshot),
+        catch_up.backlog_start
+    );
     Ok(())
 }
 

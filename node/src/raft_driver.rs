@@ -32,6 +32,8 @@ pub const HEARTBEAT_TICKS: usize = 2;
 pub const TICK_MS_DEFAULT: u64 = 100;
 /// Entries applied between two log compactions.
 pub const COMPACT_EVERY_ENTRIES: u64 = 1_000;
+/// Most entries a leader keeps for a member that is behind before compacting anyway.
+pub const COMPACT_HOLD_MAX_ENTRIES: u64 = 10 * COMPACT_EVERY_ENTRIES;
 /// Largest batch of entries in one append message.
 pub const APPEND_BYTES_MAX: u64 = 1 << 20;
 /// Fresh (read-index) reads waiting at once.
@@ -537,12 +539,21 @@ impl<O: Outbox> Driver<O> {
             }
         }
         let bytes = self.state.to_snapshot();
+        // A leader holds compaction back while a live member still needs the entries (it would
+        // otherwise be sent a snapshot), but never past COMPACT_HOLD_MAX_ENTRIES.
+        let own_id = self.raw.raft.id;
+        let member_behind = self.raw.raft.state == StateRole::Leader
+            && self.raw.raft.prs().iter().any(|(id, progress)| {
+                *id != own_id && progress.recent_active && progress.matched < last
+            });
         let log = self.raw.mut_store();
         log.save_applied(last, &bytes)
             .context("saving the applied metadata")?;
         self.applied_since_compaction += 1;
+        let backlog = last.saturating_sub(log.first_index_cached());
         if self.applied_since_compaction >= COMPACT_EVERY_ENTRIES.min(64)
-            && last.saturating_sub(log.first_index_cached()) >= COMPACT_EVERY_ENTRIES
+            && backlog >= COMPACT_EVERY_ENTRIES
+            && (!member_behind || backlog >= COMPACT_HOLD_MAX_ENTRIES)
         {
             log.compact(last, &bytes)
                 .context("compacting the Raft log")?;

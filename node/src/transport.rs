@@ -38,6 +38,10 @@ pub const KEEP_ALIVE_MS: u64 = 5_000;
 pub const STREAM_WINDOW_BYTES: u32 = MESSAGE_BYTES_MAX as u32 + 1024;
 /// Flow-control window of one connection.
 pub const CONNECTION_WINDOW_BYTES: u32 = 4 * STREAM_WINDOW_BYTES;
+/// Round-trip time assumed before the first measurement.
+pub const INITIAL_RTT_MS: u64 = 50;
+/// Wait for a QUIC handshake before giving up (and retrying with backoff).
+pub const CONNECT_TIMEOUT_MS: u64 = 500;
 /// Default wait for the answer to one request.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
@@ -275,7 +279,10 @@ fn transport_config() -> quinn::TransportConfig {
         .stream_receive_window(STREAM_WINDOW_BYTES.into())
         .receive_window(CONNECTION_WINDOW_BYTES.into())
         .send_window(u64::from(CONNECTION_WINDOW_BYTES))
-        .keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)));
+        .keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)))
+        // The first handshake packet is resent after about 3 x initial RTT; quinn's default
+        // (333 ms) is tuned for the open Internet, tier links are much shorter.
+        .initial_rtt(Duration::from_millis(INITIAL_RTT_MS));
     if let Ok(timeout) = quinn::IdleTimeout::try_from(Duration::from_millis(IDLE_TIMEOUT_MS)) {
         config.max_idle_timeout(Some(timeout));
     }
@@ -363,9 +370,12 @@ pub async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Result<qui
     let connecting = endpoint
         .connect(addr, "tiermesh")
         .with_context(|| format!("connecting to {addr}"))?;
-    connecting
-        .await
-        .with_context(|| format!("TLS handshake with {addr}"))
+    // Without a bound, a handshake to a peer that is not listening yet waits for QUIC's
+    // retransmission timer (1 s, 2 s, ...) instead of the caller's retry with backoff.
+    match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await {
+        Ok(result) => result.with_context(|| format!("TLS handshake with {addr}")),
+        Err(_) => bail!("no QUIC handshake with {addr} within {CONNECT_TIMEOUT_MS} ms"),
+    }
 }
 
 /// The verified key of the peer at the other end of a connection.
