@@ -26,6 +26,10 @@ pub const RECONNECT_BACKOFF_MIN_MS: u64 = 50;
 pub const RECONNECT_BACKOFF_MAX_MS: u64 = 2_000;
 /// Wait for the driver's answer to a request.
 pub const DRIVER_ANSWER_TIMEOUT_MS: u64 = 10_000;
+/// Wait for the leader's answer to a forwarded write. A leader that was killed keeps its QUIC
+/// connection open until the idle timeout; past this wait the client is told to retry, by which
+/// time the followers have elected another leader.
+pub const FORWARD_TIMEOUT_MS: u64 = 1_500;
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -205,7 +209,7 @@ impl Outbox for QuicOutbox {
                     match transport::request(
                         &connection,
                         &message,
-                        Duration::from_millis(DRIVER_ANSWER_TIMEOUT_MS),
+                        Duration::from_millis(FORWARD_TIMEOUT_MS),
                     )
                     .await
                     {
