@@ -399,6 +399,32 @@ fn three_voters_and_learners_survive_leader_loss_and_keep_strangers_out() {
     let output = register(&officer, &minority, "540000000000", alone);
     assert!(output.status.success(), "{}", text(&output));
 
+    // A voter that is not the leader is demoted to a learner.
+    let now = status(alone, &officer).expect("status");
+    let leader = leader_name(&now).expect("a leader");
+    let demoted = [&national, &guizhou, &yunnan]
+        .into_iter()
+        .find(|node| node.dir.file_name().and_then(|n| n.to_str()) != Some(leader.as_str()))
+        .expect("a follower voter");
+    let output = tiermesh(&[
+        "mesh",
+        "demote",
+        &demoted.key,
+        "--officer-key",
+        officer.to_str().expect("utf-8"),
+        "--connect",
+        &alone.addr,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    wait_for("two voters after the demotion", || {
+        let status = status(alone, &officer)?;
+        Ok(roles(&status)
+            .iter()
+            .filter(|(_, role)| role == "voter")
+            .count()
+            == 2)
+    });
+
     // SIGTERM stops a node cleanly (exit status 0).
     county_b.signal("-TERM");
     let mut child = county_b.child.take().expect("running");

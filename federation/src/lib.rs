@@ -6,7 +6,10 @@
 //! passes time and randomness in.
 
 pub mod date;
+pub mod disclosure;
+pub mod fanout;
 pub mod fast_hash;
+pub mod grant;
 pub mod image;
 pub mod meta;
 pub mod query;

@@ -14,7 +14,8 @@ pub enum Format {
     Table,
     /// RFC 4180 CSV with a header row.
     Csv,
-    /// One JSON object: columns, rows, data version.
+    /// One JSON object: columns, rows, data version. A cell withheld by disclosure control is
+    /// the string "suppressed" (in CSV and the table too).
     Json,
 }
 
@@ -89,6 +90,9 @@ fn json_value(value: &Value) -> serde_json::Value {
         Value::Float(number) => json!(number),
         Value::Bool(flag) => json!(flag),
         Value::Text(text) => json!(text),
+        // A withheld cell (disclosure control) is the string "suppressed", never null (which
+        // means "no input") and never 0, so a consumer cannot mistake it for a value.
+        Value::Suppressed => json!("suppressed"),
     }
 }
 
@@ -104,4 +108,32 @@ pub fn progress_bar(wanted: bool, total_bytes: u64) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suppressed_cells_print_as_the_word_in_every_format() {
+        let result = QueryResult {
+            columns: vec!["cause".to_string(), "n".to_string()],
+            rows: vec![
+                vec![Value::Text("illness".to_string()), Value::Suppressed],
+                vec![Value::Text("land".to_string()), Value::Int(7)],
+            ],
+            rows_scanned: 9,
+        };
+        let elapsed = std::time::Duration::ZERO;
+        let csv = render(&result, Format::Csv, 1, elapsed).expect("csv");
+        assert_eq!(csv, "cause,n\nillness,suppressed\nland,7\n");
+        let json = render(&result, Format::Json, 1, elapsed).expect("json");
+        let document: serde_json::Value = serde_json::from_str(&json).expect("json parses");
+        assert_eq!(
+            document["rows"],
+            json!([["illness", "suppressed"], ["land", 7]])
+        );
+        let table = render(&result, Format::Table, 1, elapsed).expect("table");
+        assert!(table.contains("suppressed"), "{table}");
+    }
 }

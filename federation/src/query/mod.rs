@@ -41,6 +41,7 @@ mod value;
 
 pub use error::{Position, QueryError};
 pub use executor::{execute_partial, CHUNK_ROWS};
+pub(crate) use partial::key_bytes;
 pub use partial::{Accumulator, PartialAggregate, PartialGroup, QueryResult};
 pub use plan::{
     Aggregate, AggregateFunction, ColumnRef, Comparison, Dimension, Literal, Number, OrderKey,

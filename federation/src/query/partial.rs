@@ -65,7 +65,7 @@ pub struct PartialAggregate {
 }
 
 /// A group key as bytes, for finding equal keys.
-fn key_bytes(key: &[Value]) -> Vec<u8> {
+pub(crate) fn key_bytes(key: &[Value]) -> Vec<u8> {
     let mut bytes = Vec::new();
     for value in key {
         match value {
@@ -88,6 +88,7 @@ fn key_bytes(key: &[Value]) -> Vec<u8> {
                 bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
                 bytes.extend_from_slice(text.as_bytes());
             }
+            Value::Suppressed => bytes.push(6),
         }
     }
     bytes
@@ -128,6 +129,13 @@ impl PartialAggregate {
     ///
     /// A query without GROUP BY answers exactly one row, even over no rows.
     pub fn finalize(mut self, plan: &Plan) -> QueryResult {
+        self.ensure_answer_row(plan);
+        let withheld = vec![false; self.groups.len()];
+        self.finalize_withheld(plan, &withheld)
+    }
+
+    /// Gives a query without GROUP BY its one group (zero rows) when no rows matched.
+    pub(crate) fn ensure_answer_row(&mut self, plan: &Plan) {
         if plan.keys.is_empty() && self.groups.is_empty() {
             self.groups.push(PartialGroup {
                 key: Vec::new(),
@@ -135,15 +143,34 @@ impl PartialAggregate {
                 accumulators: vec![Accumulator::default(); plan.aggregates.len()],
             });
         }
+    }
+
+    /// `finalize`, with every aggregate of group `i` replaced by `Value::Suppressed` where
+    /// `withheld[i]`, before HAVING (which treats a suppressed cell as unknown), ORDER BY (which
+    /// puts suppressed cells last whatever the direction) and LIMIT. Call `ensure_answer_row`
+    /// first.
+    pub(crate) fn finalize_withheld(self, plan: &Plan, withheld: &[bool]) -> QueryResult {
+        assert_eq!(
+            withheld.len(),
+            self.groups.len(),
+            "one withheld flag per group"
+        );
         let mut rows: Vec<(Vec<Value>, Vec<Value>)> = self
             .groups
             .into_iter()
-            .map(|group| {
+            .zip(withheld)
+            .map(|(group, withheld)| {
                 let aggregates = plan
                     .aggregates
                     .iter()
                     .zip(&group.accumulators)
-                    .map(|(aggregate, accumulator)| final_value(aggregate, accumulator))
+                    .map(|(aggregate, accumulator)| {
+                        if *withheld {
+                            Value::Suppressed
+                        } else {
+                            final_value(aggregate, accumulator)
+                        }
+                    })
                     .collect();
                 (group.key, aggregates)
             })
@@ -222,9 +249,16 @@ fn output<'v>(keys: &'v [Value], aggregates: &'v [Value], source: OutputRef) -> 
     }
 }
 
-/// HAVING on one group, in three-valued logic (`None` is unknown).
+/// HAVING on one group, in three-valued logic (`None` is unknown). A condition on a suppressed
+/// cell is unknown, whatever the condition (even `IS NULL`), so the outcome never depends on
+/// what the cell hides.
 fn truth(predicate: &Predicate<OutputRef>, keys: &[Value], aggregates: &[Value]) -> Option<bool> {
     let value = |source: &OutputRef| output(keys, aggregates, *source);
+    if let Some(operand) = leaf_operand(predicate) {
+        if value(operand).is_suppressed() {
+            return None;
+        }
+    }
     match predicate {
         Predicate::And(parts) => {
             let mut result = Some(true);
@@ -295,6 +329,19 @@ fn truth(predicate: &Predicate<OutputRef>, keys: &[Value], aggregates: &[Value])
     }
 }
 
+/// The operand of a condition that is not AND, OR or NOT.
+fn leaf_operand(predicate: &Predicate<OutputRef>) -> Option<&OutputRef> {
+    match predicate {
+        Predicate::And(_) | Predicate::Or(_) | Predicate::Not(_) => None,
+        Predicate::Compare { operand, .. }
+        | Predicate::In { operand, .. }
+        | Predicate::Between { operand, .. }
+        | Predicate::LikePrefix { operand, .. }
+        | Predicate::IsNull { operand, .. }
+        | Predicate::IsTrue { operand } => Some(operand),
+    }
+}
+
 fn compare_rows(
     order_by: &[OrderKey],
     left: &(Vec<Value>, Vec<Value>),
@@ -303,14 +350,12 @@ fn compare_rows(
     for key in order_by {
         let left = output(&left.0, &left.1, key.source);
         let right = output(&right.0, &right.1, key.source);
-        let ordering = match (left.is_null(), right.is_null()) {
+        // Suppressed cells go last in either direction, nulls first or not, all tied.
+        let ordering = match (left.is_suppressed(), right.is_suppressed()) {
             (true, true) => Ordering::Equal,
-            (true, false) if key.nulls_first => Ordering::Less,
             (true, false) => Ordering::Greater,
-            (false, true) if key.nulls_first => Ordering::Greater,
             (false, true) => Ordering::Less,
-            (false, false) if key.descending => right.total_cmp(left),
-            (false, false) => left.total_cmp(right),
+            (false, false) => compare_cells(key, left, right),
         };
         if ordering != Ordering::Equal {
             return ordering;
@@ -323,6 +368,19 @@ fn compare_rows(
         }
     }
     Ordering::Equal
+}
+
+/// Two unsuppressed cells under one ORDER BY term.
+fn compare_cells(key: &OrderKey, left: &Value, right: &Value) -> Ordering {
+    match (left.is_null(), right.is_null()) {
+        (true, true) => Ordering::Equal,
+        (true, false) if key.nulls_first => Ordering::Less,
+        (true, false) => Ordering::Greater,
+        (false, true) if key.nulls_first => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) if key.descending => right.total_cmp(left),
+        (false, false) => left.total_cmp(right),
+    }
 }
 
 /// A query's answer.

@@ -11,7 +11,8 @@ use crate::record::format_cents;
 ///
 /// Display: `NULL`; integers plainly; `Decimal` (hundredths, i.e. fen) with exactly two decimals;
 /// `Float` rounded to 6 decimals with trailing zeros trimmed but at least one decimal kept
-/// (`2.0`, `3.5`, `3.333333`); `true`/`false`; text as is.
+/// (`2.0`, `3.5`, `3.333333`); `true`/`false`; text as is; `suppressed` for a cell withheld by
+/// disclosure control.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Null,
@@ -21,6 +22,11 @@ pub enum Value {
     Float(f64),
     Bool(bool),
     Text(String),
+    /// A cell withheld by disclosure control (`crate::disclosure`): its group is too small, or it
+    /// would let a small group be recovered by subtraction. Never a group key; never produced by
+    /// the executor, only by `disclosure::disclose` at the entry node. Unlike `Null` ("no input"),
+    /// it says "there is a value and it is not released".
+    Suppressed,
 }
 
 impl Value {
@@ -29,10 +35,20 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// True for `Suppressed`.
+    pub fn is_suppressed(&self) -> bool {
+        matches!(self, Value::Suppressed)
+    }
+
     /// Orders two values of one column; nulls sort after every other value (callers that want
-    /// NULLS FIRST reverse that part). Numbers of different kinds compare by magnitude.
+    /// NULLS FIRST reverse that part), and suppressed cells after nulls, all equal to each other
+    /// (so an order never depends on what a suppressed cell hides). Numbers of different kinds
+    /// compare by magnitude.
     pub fn total_cmp(&self, other: &Value) -> Ordering {
         match (self, other) {
+            (Value::Suppressed, Value::Suppressed) => Ordering::Equal,
+            (Value::Suppressed, _) => Ordering::Greater,
+            (_, Value::Suppressed) => Ordering::Less,
             (Value::Null, Value::Null) => Ordering::Equal,
             (Value::Null, _) => Ordering::Greater,
             (_, Value::Null) => Ordering::Less,
@@ -62,6 +78,7 @@ impl Value {
             Value::Int(_) | Value::Decimal(_) | Value::Float(_) => 1,
             Value::Text(_) => 2,
             Value::Null => 3,
+            Value::Suppressed => 4,
         }
     }
 }
@@ -75,6 +92,7 @@ impl fmt::Display for Value {
             Value::Float(value) => f.write_str(&format_float(*value)),
             Value::Bool(value) => write!(f, "{value}"),
             Value::Text(value) => f.write_str(value),
+            Value::Suppressed => f.write_str("suppressed"),
         }
     }
 }
@@ -163,5 +181,33 @@ mod tests {
         let mut values = vec![Value::Null, Value::Int(3), Value::Int(-1)];
         values.sort_by(Value::total_cmp);
         assert_eq!(values, [Value::Int(-1), Value::Int(3), Value::Null]);
+    }
+
+    #[test]
+    fn suppressed_sorts_after_nulls_and_prints_as_a_word() {
+        let mut values = vec![
+            Value::Suppressed,
+            Value::Null,
+            Value::Int(3),
+            Value::Suppressed,
+            Value::Text("a".to_string()),
+        ];
+        values.sort_by(Value::total_cmp);
+        assert_eq!(
+            values,
+            [
+                Value::Int(3),
+                Value::Text("a".to_string()),
+                Value::Null,
+                Value::Suppressed,
+                Value::Suppressed
+            ]
+        );
+        assert_eq!(
+            Value::Suppressed.total_cmp(&Value::Suppressed),
+            Ordering::Equal
+        );
+        assert_eq!(Value::Suppressed.to_string(), "suppressed");
+        assert!(!Value::Suppressed.is_null());
     }
 }
