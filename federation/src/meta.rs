@@ -170,6 +170,11 @@ pub enum MetaCommand {
     RegisterNode(Signed<NodeRegistration>),
     /// An officer appoints another officer with a jurisdiction inside its own.
     AppointOfficer(Signed<OfficerAppointment>),
+    /// A grant becomes known to the mesh (grants are not secret): its audience may then connect
+    /// to nodes, and officers can list who may see what. The chain must verify (root an
+    /// officer covering the scope, every link narrower), judged at the latest `not_before` of
+    /// its links so that every node reaches the same verdict.
+    RecordGrant(Box<crate::grant::Grant>),
 }
 
 impl MetaCommand {
@@ -179,6 +184,7 @@ impl MetaCommand {
             MetaCommand::Bootstrap { .. } => "Bootstrap",
             MetaCommand::RegisterNode(_) => "RegisterNode",
             MetaCommand::AppointOfficer(_) => "AppointOfficer",
+            MetaCommand::RecordGrant(_) => "RecordGrant",
         }
     }
 }
@@ -225,6 +231,8 @@ pub enum Applied {
     NodeRegistered { key: PublicKey, updated: bool },
     /// A new officer.
     OfficerAppointed { key: PublicKey },
+    /// A grant was recorded, under its leaf link's id.
+    GrantRecorded { id: [u8; 16] },
     /// The index was not above the applied index: the entry was applied before.
     Ignored,
 }
@@ -232,6 +240,9 @@ pub enum Applied {
 /// Why a command was refused or a snapshot was not accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MetaError {
+    /// A grant to record does not verify.
+    #[error("the grant does not verify: {reason}")]
+    Grant { reason: String },
     /// A command other than Bootstrap arrived before the mesh was bootstrapped.
     #[error("the mesh is not bootstrapped: the first command must be Bootstrap, got {command}")]
     NotBootstrapped { command: &'static str },
@@ -360,7 +371,47 @@ impl MetaState {
             }
             MetaCommand::RegisterNode(signed) => self.apply_registration(index, signed),
             MetaCommand::AppointOfficer(signed) => self.apply_appointment(index, signed),
+            MetaCommand::RecordGrant(grant) => self.apply_record_grant(grant),
         }
+    }
+
+    fn apply_record_grant(&mut self, grant: &crate::grant::Grant) -> Result<Applied, MetaError> {
+        if !self.bootstrapped {
+            return Err(MetaError::NotBootstrapped {
+                command: "RecordGrant",
+            });
+        }
+        let judged_at = grant
+            .links
+            .iter()
+            .map(|signed| signed.link.not_before)
+            .max()
+            .unwrap_or(0);
+        let revoked = self.revoked.clone();
+        crate::grant::verify(grant, self, judged_at, &|id| revoked.contains(id)).map_err(
+            |error| MetaError::Grant {
+                reason: error.to_string(),
+            },
+        )?;
+        let id = grant.leaf().id;
+        self.grants.insert(id, grant.encode());
+        Ok(Applied::GrantRecorded { id })
+    }
+
+    /// The recorded grants.
+    pub fn grants(&self) -> Vec<crate::grant::Grant> {
+        self.grants
+            .values()
+            .filter_map(|bytes| crate::grant::Grant::decode(bytes).ok())
+            .collect()
+    }
+
+    /// The audiences of recorded grants: keys that may connect to ask queries.
+    pub fn grant_audiences(&self) -> Vec<PublicKey> {
+        self.grants()
+            .iter()
+            .map(|grant| grant.leaf().audience)
+            .collect()
     }
 
     /// Records that the committed entry at `index` carried no metadata command (an empty entry
@@ -601,7 +652,9 @@ impl MetaState {
 
     /// Keys a TLS peer may present: registered nodes and officers.
     pub fn trusts(&self, key: &PublicKey) -> bool {
-        self.nodes.contains_key(key) || self.officers.contains_key(key)
+        self.nodes.contains_key(key)
+            || self.officers.contains_key(key)
+            || self.grant_audiences().contains(key)
     }
 
     /// The state as bytes: the 2-byte big-endian [`SNAPSHOT_VERSION`], then bincode (fixed-width

@@ -9,7 +9,10 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 use tiermesh_crypto::PublicKey;
 
+use crate::fanout::{Coverage, SubAnswer};
+use crate::grant::SignedRequest;
 use crate::meta::{MetaCommand, RoleChange, Signed};
+use crate::query::QueryResult;
 use crate::region::{RegionCode, Tier};
 
 /// The version written in the first two bytes of every message.
@@ -42,6 +45,36 @@ pub enum Message {
     /// Like StatusRequest, but answered only once the node has applied everything the leader
     /// had committed when the question arrived (Raft read-index): a fresh view.
     FreshStatusRequest,
+    /// A client's signed query to its entry node; reply QueryAnswer or Error.
+    ClientQuery(Box<SignedRequest>),
+    /// A parent's sub-query to a child: the client's signed request (every node verifies it
+    /// itself), the metadata index the entry node checked it at, and when the parent stops
+    /// waiting (unix ms). Reply SubQueryAnswer or Error.
+    SubQuery(Box<SubQuery>),
+    /// A node's merged partial aggregate of its subtree, with coverage.
+    SubQueryAnswer(Box<SubAnswer>),
+    /// The released answer of a federated query.
+    QueryAnswer(Box<FederatedAnswer>),
+}
+
+/// A sub-query sent down the tier tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubQuery {
+    pub request: SignedRequest,
+    pub metadata_index: u64,
+    pub hop_deadline_ms: u64,
+}
+
+/// What the entry node releases: the answer after disclosure control, and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FederatedAnswer {
+    pub result: QueryResult,
+    pub coverage: Coverage,
+    /// The metadata index the grant was checked at.
+    pub metadata_index: u64,
+    /// Cells suppressed because their group was below the grant's k, and to protect those.
+    pub suppressed_primary: u64,
+    pub suppressed_secondary: u64,
 }
 
 /// One node's view of the mesh.

@@ -305,7 +305,7 @@ fn damaged_bytes_are_refused_with_the_reason() {
         (vec![0, 1], expect!["message body does not decode: the bytes end before the value does (truncated, or a length prefix larger than the input)"]),
         (
             with_header(&99u32.to_le_bytes()),
-            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 9"],
+            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 13"],
         ),
         (
             valid[..valid.len() - 1].to_vec(),

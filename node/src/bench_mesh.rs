@@ -70,7 +70,7 @@ struct BenchNode {
     public_key: PublicKey,
     addr: SocketAddr,
     /// Kept open for as long as the node runs.
-    store: Option<Store>,
+    store: Option<std::sync::Arc<std::sync::Mutex<Store>>>,
     running: Option<RunningNode>,
 }
 
@@ -100,9 +100,11 @@ impl BenchNode {
     fn start(&mut self, bootstrap_peers: Vec<(PublicKey, SocketAddr)>, tick_ms: u64) -> Result<()> {
         let store = self.dir.open_store(&StoreOptions::default())?;
         let log = store.raft_log()?;
+        let store = std::sync::Arc::new(std::sync::Mutex::new(store));
         let running = mesh::start(
             self.dir.signing_key()?,
             log,
+            std::sync::Arc::clone(&store),
             &RunOptions {
                 listen: self.addr,
                 bootstrap_peers,

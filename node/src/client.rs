@@ -76,6 +76,15 @@ impl Session {
         .await
     }
 
+    /// One request with its own wait.
+    pub async fn request_with_timeout(
+        &self,
+        message: &Message,
+        timeout_ms: u64,
+    ) -> Result<Message> {
+        transport::request(&self.connection, message, Duration::from_millis(timeout_ms)).await
+    }
+
     /// Sends a write (`Propose`, `ChangeRole`) until it commits, retrying while the mesh has no
     /// leader or the leader changed, for at most `RETRY_FOR_MS`. Returns the applied index.
     pub async fn commit(&self, message: &Message) -> Result<u64> {

@@ -78,11 +78,24 @@ enum Command {
         #[arg(long = "household", required = true, num_args = 1..)]
         households: Vec<String>,
     },
-    /// Ask an aggregate question of this node's own data.
+    /// Ask an aggregate question: of this node's own data (`--dir`), or of the mesh under a
+    /// signed grant (`--connect --key --grant`).
     Query {
-        /// The node directory.
+        /// The node directory (local query).
+        #[arg(long, conflicts_with_all = ["connect", "key", "grant"])]
+        dir: Option<PathBuf>,
+        /// A node whose region contains the grant's scope, HOST:PORT (federated query).
+        #[arg(long, requires_all = ["key", "grant"])]
+        connect: Option<String>,
+        /// Your key file: the grant's audience signs the request.
         #[arg(long)]
-        dir: PathBuf,
+        key: Option<PathBuf>,
+        /// The grant file.
+        #[arg(long)]
+        grant: Option<PathBuf>,
+        /// Pin the entry node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
         /// The query, e.g. "SELECT cause, COUNT(*) FROM households GROUP BY cause".
         sql: String,
         /// Output format.
@@ -92,9 +105,20 @@ enum Command {
         #[arg(long)]
         as_of: Option<String>,
         /// Execute the query this many times and report the median execution time
-        /// (`elapsed_ms` in JSON), for benchmarks.
+        /// (`elapsed_ms` in JSON), for benchmarks (local queries).
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// How long the mesh may take, e.g. 5s or 800ms (federated queries).
+        #[arg(long, default_value = "5s")]
+        deadline: String,
+        /// Fail (exit 2) instead of answering when any region is missing.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Grants: who may ask what, signed by officers and narrowed by delegation.
+    Grant {
+        #[command(subcommand)]
+        which: GrantCommand,
     },
     /// Generate valid synthetic data: OUT/<county code>/{households,persons}.csv.
     Gen {
@@ -158,6 +182,78 @@ enum Command {
         /// in node.toml, else 100.
         #[arg(long)]
         tick_ms: Option<u64>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct LinkFlags {
+    /// Who receives the rights: a public key (hex) or key file.
+    #[arg(long)]
+    audience: String,
+    /// Regions whose rows may be aggregated (12-digit codes, comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    scope: Vec<String>,
+    /// Tables that may be read.
+    #[arg(long, value_delimiter = ',', default_value = "households,persons")]
+    tables: Vec<String>,
+    /// Columns that may be grouped by or filtered on; default every non-personal column.
+    #[arg(long, value_delimiter = ',')]
+    dimensions: Option<Vec<String>>,
+    /// Columns that may be aggregated; default every non-personal column.
+    #[arg(long, value_delimiter = ',')]
+    measures: Option<Vec<String>>,
+    /// Smallest group count a released cell may have.
+    #[arg(long, default_value_t = 5)]
+    min_cell: u32,
+    /// Days the link is valid from now.
+    #[arg(long, default_value_t = 30)]
+    valid_days: u64,
+    /// How many more links may be delegated below this one.
+    #[arg(long, default_value_t = 1)]
+    depth: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum GrantCommand {
+    /// An officer grants rights inside its jurisdiction.
+    Issue {
+        /// The officer's key file.
+        #[arg(long)]
+        officer_key: PathBuf,
+        #[command(flatten)]
+        link: LinkFlags,
+        /// The grant file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Record the grant in the mesh through this node (HOST:PORT): its audience may then
+        /// connect to ask queries.
+        #[arg(long)]
+        connect: Option<String>,
+    },
+    /// The holder of a grant passes on narrower rights.
+    Delegate {
+        /// The holder's key file (the grant's audience).
+        #[arg(long)]
+        key: PathBuf,
+        /// The grant to delegate from.
+        #[arg(long)]
+        grant: PathBuf,
+        #[command(flatten)]
+        link: LinkFlags,
+        /// The grant file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Record the grant in the mesh through this node (HOST:PORT).
+        #[arg(long)]
+        connect: Option<String>,
+    },
+    /// Print a grant file.
+    Show {
+        /// The grant file.
+        file: PathBuf,
+        /// Output format (table prints text).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -392,13 +488,56 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Query {
             dir,
+            connect,
+            key,
+            grant,
+            server_key,
             sql,
             format,
             as_of,
             runs,
+            deadline,
+            strict,
         } => {
-            let node = NodeDir::open(&dir)?;
             let as_of = parse_date(as_of.as_deref(), "--as-of")?;
+            if let Some(connect) = connect {
+                let deadline_ms = parse_duration_ms(&deadline)?;
+                let server_key = server_key
+                    .as_deref()
+                    .map(mesh_cli::parse_public_key)
+                    .transpose()?;
+                let options = tiermesh::grant_cli::FederatedQuery {
+                    connect,
+                    key: key.context("--key is required with --connect")?,
+                    grant: grant.context("--grant is required with --connect")?,
+                    sql,
+                    as_of,
+                    deadline_ms,
+                    server_key,
+                };
+                let answer = tiermesh::grant_cli::query(&options)?;
+                if strict && !answer.coverage.missing.is_empty() {
+                    eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
+                    bail!(
+                        "--strict: {} regions did not answer",
+                        answer.coverage.missing.len()
+                    );
+                }
+                print!(
+                    "{}",
+                    render(
+                        &answer.result,
+                        format,
+                        answer.metadata_index,
+                        std::time::Duration::ZERO
+                    )?
+                );
+                eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
+                return Ok(EXIT_OK);
+            }
+            let dir =
+                dir.context("give --dir DIR (local) or --connect ADDR --key FILE --grant FILE")?;
+            let node = NodeDir::open(&dir)?;
             let plan = tiermesh_federation::query::plan(&sql, as_of)?;
             let store = node.open_store(&StoreOptions::default())?;
             let mut timings = Vec::with_capacity(runs.max(1));
@@ -417,6 +556,7 @@ fn run(cli: Cli) -> Result<i32> {
             );
             Ok(EXIT_OK)
         }
+        Command::Grant { which } => grant_command(which),
         Command::Gen {
             region,
             households,
@@ -549,6 +689,97 @@ fn run(cli: Cli) -> Result<i32> {
             }
         },
     }
+}
+
+fn parse_duration_ms(text: &str) -> Result<u64> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(seconds) = text.strip_suffix('s') {
+        (seconds, 1000)
+    } else {
+        (text, 1000)
+    };
+    let value: u64 = number
+        .parse()
+        .with_context(|| format!("--deadline '{text}' is not a duration like 5s or 800ms"))?;
+    Ok(value * scale)
+}
+
+fn link_args(flags: LinkFlags) -> Result<tiermesh::grant_cli::LinkArgs> {
+    let scope = flags
+        .scope
+        .iter()
+        .map(|code| mesh_cli::region(code, "--scope"))
+        .collect::<Result<Vec<_>>>()?;
+    let tables = flags
+        .tables
+        .iter()
+        .map(|name| {
+            tiermesh_federation::schema::Table::parse(name)
+                .with_context(|| format!("--tables '{name}': households or persons"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(tiermesh::grant_cli::LinkArgs {
+        audience: mesh_cli::parse_public_key(&flags.audience)?,
+        scope,
+        tables,
+        dimensions: flags.dimensions,
+        measures: flags.measures,
+        min_cell: flags.min_cell,
+        valid_days: flags.valid_days,
+        depth: flags.depth,
+    })
+}
+
+fn grant_command(which: GrantCommand) -> Result<i32> {
+    match which {
+        GrantCommand::Issue {
+            officer_key,
+            link,
+            out,
+            connect,
+        } => {
+            let grant = tiermesh::grant_cli::issue(&officer_key, &link_args(link)?, &out)?;
+            print!(
+                "wrote {}\n{}",
+                out.display(),
+                tiermesh::grant_cli::grant_text(&grant)
+            );
+            if let Some(connect) = connect {
+                let index = tiermesh::grant_cli::record(&officer_key, &grant, &connect, None)?;
+                println!("recorded in the mesh at metadata index {index}");
+            }
+        }
+        GrantCommand::Delegate {
+            key,
+            grant,
+            link,
+            out,
+            connect,
+        } => {
+            let grant = tiermesh::grant_cli::delegate(&key, &grant, &link_args(link)?, &out)?;
+            print!(
+                "wrote {}\n{}",
+                out.display(),
+                tiermesh::grant_cli::grant_text(&grant)
+            );
+            if let Some(connect) = connect {
+                let index = tiermesh::grant_cli::record(&key, &grant, &connect, None)?;
+                println!("recorded in the mesh at metadata index {index}");
+            }
+        }
+        GrantCommand::Show { file, format } => {
+            let grant = tiermesh::grant_cli::read_grant(&file)?;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&tiermesh::grant_cli::grant_json(&grant))?
+                ),
+                _ => print!("{}", tiermesh::grant_cli::grant_text(&grant)),
+            }
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn role(args: RoleArgs, voter: bool) -> Result<i32> {

@@ -63,6 +63,8 @@ struct Peers {
     /// The driver's inbox: connections we open are served like accepted ones, so a peer may
     /// answer on the connection we opened.
     inbox: mpsc::Sender<Input>,
+    /// Federated queries.
+    queries: Arc<crate::federated::QueryService>,
 }
 
 impl Peers {
@@ -145,6 +147,25 @@ impl Peers {
             },
         );
         Some(queue)
+    }
+}
+
+impl crate::federated::Dialer for Arc<Peers> {
+    fn dial(
+        &self,
+        key: PublicKey,
+        addr: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<quinn::Connection>> + Send>>
+    {
+        let peers = Arc::clone(self);
+        Box::pin(async move {
+            let raft_id = raft_id_of(&key);
+            if let (Ok(addr), Ok(mut addresses)) = (addr.parse(), peers.addresses.lock()) {
+                addresses.insert(raft_id, addr);
+            }
+            let mut cached = None;
+            peers.connection(raft_id, &mut cached).await
+        })
     }
 }
 
@@ -276,6 +297,7 @@ impl RunningNode {
 pub fn start(
     key: SigningKey,
     log: tiermesh_storage::RaftLog,
+    store: Arc<Mutex<tiermesh_storage::Store>>,
     options: &RunOptions,
 ) -> Result<RunningNode> {
     let own = key.public_key();
@@ -288,7 +310,10 @@ pub fn start(
     let endpoint = transport::node_endpoint(options.listen, &key, Arc::clone(&trust))?;
     let addr = endpoint.local_addr().context("local address")?;
     let (inbox, receiver) = mpsc::channel::<Input>();
+    let shared: crate::raft_driver::SharedMeta =
+        Arc::new(std::sync::RwLock::new(Arc::new(MetaState::default())));
     let peers = Arc::new(Peers {
+        queries: crate::federated::QueryService::new(own, Arc::clone(&shared), store),
         inbox: inbox.clone(),
         endpoint: endpoint.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -309,6 +334,7 @@ pub fn start(
             peers: Arc::clone(&peers),
         },
         trust,
+        shared,
         bootstrap_keys,
         options.tick_ms,
     )?;
@@ -362,6 +388,7 @@ async fn serve_connection(
             stream = connection.accept_uni() => {
                 let Ok(mut stream) = stream else { break };
                 let inbox = inbox.clone();
+                let peers = Arc::clone(&peers);
                 tokio::spawn(async move {
                     let bytes = match stream.read_to_end(MESSAGE_BYTES_MAX).await {
                         Ok(bytes) => bytes,
@@ -372,8 +399,9 @@ async fn serve_connection(
                     };
                     match wire::decode(&bytes) {
                         Ok(Message::Raft { bytes }) => match RaftMessage::parse_from_bytes(&bytes) {
-                            // A peer speaks only for itself.
-                            Ok(message) if message.from == peer_raft_id => {
+                            // A peer speaks only for itself, and only nodes take part in Raft
+                            // (officers and grant audiences may connect, not vote).
+                            Ok(message) if message.from == peer_raft_id && is_node(&peers, &peer) => {
                                 tracing::trace!("received {:?} from {:016x}", message.get_msg_type(), message.from);
                                 let _ = inbox.send(Input::Raft(message));
                             }
@@ -390,9 +418,18 @@ async fn serve_connection(
             stream = connection.accept_bi() => {
                 let Ok((mut send, mut receive)) = stream else { break };
                 let inbox = inbox.clone();
+                let peers = Arc::clone(&peers);
                 tokio::spawn(async move {
                     let answer = match receive.read_to_end(MESSAGE_BYTES_MAX).await {
                         Ok(bytes) => match wire::decode(&bytes) {
+                            Ok(Message::ClientQuery(request)) => {
+                                let dialer: Arc<dyn crate::federated::Dialer> = Arc::new(Arc::clone(&peers));
+                                peers.queries.client_query(dialer, *request).await
+                            }
+                            Ok(Message::SubQuery(sub)) => {
+                                let dialer: Arc<dyn crate::federated::Dialer> = Arc::new(Arc::clone(&peers));
+                                peers.queries.sub_query(dialer, *sub).await
+                            }
                             Ok(request) => answer(request, &inbox).await,
                             Err(error) => Message::Error { message: error.to_string() },
                         },
@@ -406,6 +443,15 @@ async fn serve_connection(
             }
         }
     }
+}
+
+fn is_node(peers: &Peers, key: &PublicKey) -> bool {
+    peers
+        .queries
+        .meta
+        .read()
+        .map(|state| state.node(key).is_some() || !state.is_bootstrapped())
+        .unwrap_or(false)
 }
 
 async fn ask<T>(
@@ -464,5 +510,9 @@ fn message_name(message: &Message) -> &'static str {
         Message::StatusReply(_) => "StatusReply",
         Message::Error { .. } => "Error",
         Message::FreshStatusRequest => "FreshStatusRequest",
+        Message::ClientQuery(_) => "ClientQuery",
+        Message::SubQuery(_) => "SubQuery",
+        Message::SubQueryAnswer(_) => "SubQueryAnswer",
+        Message::QueryAnswer(_) => "QueryAnswer",
     }
 }

@@ -117,6 +117,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let key = node.signing_key()?;
     let store = node.open_store(&StoreOptions::default())?;
     let log = store.raft_log()?;
+    let store = std::sync::Arc::new(std::sync::Mutex::new(store));
     let settings = &node.config.mesh;
     let peers = settings
         .peers
@@ -143,6 +144,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         let mut running = mesh::start(
             key,
             log,
+            std::sync::Arc::clone(&store),
             &RunOptions {
                 listen,
                 bootstrap_peers: peers,

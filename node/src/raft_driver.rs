@@ -66,6 +66,9 @@ pub enum Input {
     Stop,
 }
 
+/// The applied metadata as other threads see it: replaced (not mutated) after each applied batch.
+pub type SharedMeta = Arc<std::sync::RwLock<Arc<MetaState>>>;
+
 /// Where the driver's outputs go.
 pub trait Outbox: Send {
     /// Send Raft messages to their `to` peers (best effort: Raft tolerates loss).
@@ -93,6 +96,7 @@ pub struct Driver<O: Outbox> {
     state: MetaState,
     outbox: O,
     trust: Arc<Trust>,
+    shared: SharedMeta,
     bootstrap_keys: Vec<PublicKey>,
     own_key: PublicKey,
     pending: HashMap<u64, Pending>,
@@ -141,6 +145,7 @@ impl<O: Outbox> Driver<O> {
         own_key: PublicKey,
         outbox: O,
         trust: Arc<Trust>,
+        shared: SharedMeta,
         bootstrap_keys: Vec<PublicKey>,
         tick_ms: u64,
     ) -> Result<Self> {
@@ -170,6 +175,7 @@ impl<O: Outbox> Driver<O> {
             state,
             outbox,
             trust,
+            shared,
             bootstrap_keys,
             own_key,
             pending: HashMap::new(),
@@ -180,6 +186,7 @@ impl<O: Outbox> Driver<O> {
             tick: Duration::from_millis(tick_ms.max(1)),
         };
         driver.refresh_trust();
+        driver.publish();
         Ok(driver)
     }
 
@@ -188,11 +195,18 @@ impl<O: Outbox> Driver<O> {
         &self.state
     }
 
+    fn publish(&self) {
+        if let Ok(mut shared) = self.shared.write() {
+            *shared = Arc::new(self.state.clone());
+        }
+    }
+
     fn refresh_trust(&self) {
         let mut keys: Vec<PublicKey> = self.bootstrap_keys.clone();
         keys.push(self.own_key);
         keys.extend(self.state.nodes().map(|node| node.key));
         keys.extend(self.state.officers().map(|officer| officer.key));
+        keys.extend(self.state.grant_audiences());
         self.trust.replace(keys);
     }
 
@@ -429,6 +443,7 @@ impl<O: Outbox> Driver<O> {
             self.state = MetaState::from_snapshot(&snapshot.data)
                 .context("the leader's snapshot does not decode")?;
             self.refresh_trust();
+            self.publish();
         }
         for read in ready.take_read_states() {
             if let Some(reply) =
@@ -562,6 +577,7 @@ impl<O: Outbox> Driver<O> {
         if registry_changed {
             self.refresh_trust();
         }
+        self.publish();
         Ok(())
     }
 

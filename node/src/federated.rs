@@ -1,0 +1,325 @@
+//! Federated queries on a running node. Every node that answers verifies the signed request
+//! itself against the metadata it has applied (waiting a bounded time to reach the index the
+//! entry node pinned), aggregates its own rows inside the grant's scope (leaving out regions that
+//! have their own child node), fans the request out to its children through the sans-IO
+//! `FanOut`, and merges what comes back. The entry node then applies disclosure control once.
+//!
+//! Only partial aggregates cross a node boundary.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tiermesh_crypto::PublicKey;
+use tiermesh_federation::disclosure::disclose;
+use tiermesh_federation::fanout::{self, FanOut, MissingReason, SubAnswer};
+use tiermesh_federation::grant::{verify_request, ReplayCache, Rights, SignedRequest};
+use tiermesh_federation::meta::MetaState;
+use tiermesh_federation::query::{execute_partial, ColumnRef, Dimension, Plan, Predicate, Source};
+use tiermesh_federation::region::RegionCode;
+use tiermesh_federation::schema::Table;
+use tiermesh_federation::wire::{FederatedAnswer, Message, SubQuery};
+use tiermesh_storage::Store;
+use tokio::sync::mpsc;
+
+use crate::raft_driver::SharedMeta;
+
+/// How long a node behind the pinned metadata index waits to catch up before answering "stale".
+pub const STALE_WAIT_MS: u64 = 2_000;
+/// Pause between two looks at the applied index while waiting.
+const STALE_POLL_MS: u64 = 20;
+/// Children answering one sub-query at once (the fan-out bound).
+pub const FANOUT_MAX: usize = 4_096;
+
+/// What a node needs to answer queries.
+pub struct QueryService {
+    pub own_key: PublicKey,
+    pub meta: SharedMeta,
+    pub store: Arc<Mutex<Store>>,
+    replay: Mutex<ReplayCache>,
+}
+
+/// Opens connections to other nodes (the mesh's peer table).
+pub trait Dialer: Send + Sync + 'static {
+    /// A connection to the node `key` at `addr`.
+    fn dial(
+        &self,
+        key: PublicKey,
+        addr: String,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<quinn::Connection>> + Send>,
+    >;
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+impl QueryService {
+    /// A service over the node's store and applied metadata.
+    pub fn new(
+        own_key: PublicKey,
+        meta: SharedMeta,
+        store: Arc<Mutex<Store>>,
+    ) -> Arc<QueryService> {
+        Arc::new(QueryService {
+            own_key,
+            meta,
+            store,
+            replay: Mutex::new(ReplayCache::new()),
+        })
+    }
+
+    fn snapshot(&self) -> Arc<MetaState> {
+        self.meta
+            .read()
+            .map(|state| Arc::clone(&state))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Metadata at or past `index`, waiting up to `STALE_WAIT_MS`.
+    async fn metadata_at(&self, index: u64) -> Result<Arc<MetaState>, MissingReason> {
+        let started = std::time::Instant::now();
+        loop {
+            let state = self.snapshot();
+            if state.applied_index() >= index {
+                return Ok(state);
+            }
+            if started.elapsed() >= Duration::from_millis(STALE_WAIT_MS) {
+                return Err(MissingReason::Stale {
+                    node_index: state.applied_index(),
+                    needed: index,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(STALE_POLL_MS)).await;
+        }
+    }
+
+    fn verify(&self, request: &SignedRequest, state: &MetaState) -> Result<(Rights, Plan), String> {
+        let now = now_ms() / 1000;
+        let mut replay = self
+            .replay
+            .lock()
+            .map_err(|_| "the replay cache is unavailable".to_string())?;
+        // Revocations arrive with the revocation issue; until then nothing is revoked.
+        verify_request(request, state, now, &|_| false, &mut replay)
+            .map_err(|error| error.to_string())
+    }
+
+    /// The entry node's side: pin the metadata index, verify, answer the subtree, release once.
+    pub async fn client_query(
+        self: &Arc<Self>,
+        dialer: Arc<dyn Dialer>,
+        request: SignedRequest,
+    ) -> Message {
+        let state = self.snapshot();
+        let metadata_index = state.applied_index();
+        if request.request.entry_node != self.own_key {
+            return error(
+                "the request names another entry node; sign it for the node you send it to",
+            );
+        }
+        let (rights, plan) = match self.verify(&request, &state) {
+            Ok(verified) => verified,
+            Err(reason) => return error(&format!("refused: {reason}")),
+        };
+        let Some(own) = state.node(&self.own_key) else {
+            return error("this node is not registered in the mesh");
+        };
+        if let Some(outside) = rights
+            .scope
+            .iter()
+            .find(|region| !own.region.contains(**region))
+        {
+            return error(&format!(
+                "the grant's scope {outside} is not inside this node's region {}; send the query to a node above it",
+                own.region
+            ));
+        }
+        let deadline = request.request.deadline_ms;
+        let answer = self
+            .answer_subtree(
+                dialer,
+                &state,
+                request,
+                &rights,
+                &plan,
+                metadata_index,
+                deadline,
+            )
+            .await;
+        let disclosed = disclose(answer.partial, &plan, rights.min_cell);
+        Message::QueryAnswer(Box::new(FederatedAnswer {
+            result: disclosed.result,
+            coverage: answer.coverage,
+            metadata_index,
+            suppressed_primary: disclosed.primary as u64,
+            suppressed_secondary: disclosed.secondary as u64,
+        }))
+    }
+
+    /// A child's side: verify for itself, then answer its subtree.
+    pub async fn sub_query(self: &Arc<Self>, dialer: Arc<dyn Dialer>, sub: SubQuery) -> Message {
+        let state = match self.metadata_at(sub.metadata_index).await {
+            Ok(state) => state,
+            Err(MissingReason::Stale { node_index, needed }) => {
+                return error(&format!(
+                    "stale metadata: this node has applied index {node_index}, the query needs {needed}"
+                ))
+            }
+            Err(_) => return error("metadata unavailable"),
+        };
+        let (rights, plan) = match self.verify(&sub.request, &state) {
+            Ok(verified) => verified,
+            Err(reason) => return error(&format!("refused: {reason}")),
+        };
+        let answer = self
+            .answer_subtree(
+                dialer,
+                &state,
+                sub.request,
+                &rights,
+                &plan,
+                sub.metadata_index,
+                sub.hop_deadline_ms,
+            )
+            .await;
+        Message::SubQueryAnswer(Box::new(answer))
+    }
+
+    #[allow(clippy::too_many_arguments)] // one query's whole context; grouping it would only rename it
+    async fn answer_subtree(
+        self: &Arc<Self>,
+        dialer: Arc<dyn Dialer>,
+        state: &MetaState,
+        request: SignedRequest,
+        rights: &Rights,
+        plan: &Plan,
+        metadata_index: u64,
+        deadline_ms: u64,
+    ) -> SubAnswer {
+        let mut children = fanout::targets(state, &self.own_key, &rights.scope);
+        children.truncate(FANOUT_MAX);
+        let own = state.node(&self.own_key).and_then(|node| {
+            let touches = rights
+                .scope
+                .iter()
+                .any(|scope| scope.contains(node.region) || node.region.contains(*scope));
+            touches.then(|| {
+                let child_regions: Vec<RegionCode> =
+                    children.iter().map(|child| child.region).collect();
+                let local = local_plan(plan, &rights.scope, &child_regions);
+                let (partial, version) = match self.store.lock() {
+                    Ok(store) => (
+                        execute_partial(&local, store.image()),
+                        store.image().data_version,
+                    ),
+                    Err(_) => (Default::default(), 0),
+                };
+                (node.region, self.own_key, version, partial)
+            })
+        });
+        let (mut fan, commands) = FanOut::start(now_ms(), deadline_ms, own, children);
+        let (answers, mut received) = mpsc::channel(commands.len().max(1));
+        for command in commands {
+            let fanout::Command::Send {
+                to,
+                region: _,
+                deadline,
+            } = command;
+            let Some(addr) = state.node(&to).map(|node| node.addr.clone()) else {
+                fan.handle_failure(
+                    now_ms(),
+                    to,
+                    MissingReason::Unreachable("no address".into()),
+                );
+                continue;
+            };
+            let sub = Message::SubQuery(Box::new(SubQuery {
+                request: request.clone(),
+                metadata_index,
+                hop_deadline_ms: deadline,
+            }));
+            let dialer = Arc::clone(&dialer);
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+                let outcome = match tokio::time::timeout(wait, dialer.dial(to, addr)).await {
+                    Err(_) => Err(MissingReason::Timeout),
+                    Ok(Err(error)) => Err(MissingReason::Unreachable(format!("{error:#}"))),
+                    Ok(Ok(connection)) => {
+                        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+                        match crate::transport::request(&connection, &sub, wait).await {
+                            Ok(Message::SubQueryAnswer(answer)) => Ok(*answer),
+                            Ok(Message::Error { message }) => Err(MissingReason::Refused(message)),
+                            Ok(_) => Err(MissingReason::Refused("unexpected answer".into())),
+                            Err(error) if format!("{error}").contains("no answer within") => {
+                                Err(MissingReason::Timeout)
+                            }
+                            Err(error) => Err(MissingReason::Unreachable(format!("{error:#}"))),
+                        }
+                    }
+                };
+                let _ = answers.send((to, outcome)).await;
+            });
+        }
+        drop(answers);
+        while !fan.is_done() {
+            let wake = fan.poll_deadline().unwrap_or_else(now_ms);
+            let sleep = Duration::from_millis(wake.saturating_sub(now_ms()));
+            tokio::select! {
+                next = received.recv() => match next {
+                    Some((from, Ok(answer))) => fan.handle_answer(now_ms(), from, answer),
+                    Some((from, Err(reason))) => fan.handle_failure(now_ms(), from, reason),
+                    None => fan.handle_timeout(now_ms()),
+                },
+                () = tokio::time::sleep(sleep) => fan.handle_timeout(now_ms()),
+            }
+        }
+        fan.finish()
+    }
+}
+
+fn error(message: &str) -> Message {
+    Message::Error {
+        message: message.to_string(),
+    }
+}
+
+/// The plan this node runs over its own rows: the query's filter, inside the grant's scope, and
+/// outside the regions that have their own child node (they answer for themselves).
+pub fn local_plan(plan: &Plan, scope: &[RegionCode], child_regions: &[RegionCode]) -> Plan {
+    let column = match plan.source {
+        Source::Persons => ColumnRef {
+            table: Table::Persons,
+            name: "household_id",
+        },
+        _ => ColumnRef {
+            table: Table::Households,
+            name: "region_code",
+        },
+    };
+    let like = |region: &RegionCode, negated: bool| Predicate::LikePrefix {
+        operand: Dimension::Column(column),
+        prefix: region.prefix(),
+        negated,
+    };
+    let mut conditions = Vec::new();
+    if let Some(filter) = &plan.filter {
+        conditions.push(filter.clone());
+    }
+    if !scope.contains(&RegionCode::NATIONAL) {
+        conditions.push(Predicate::Or(
+            scope.iter().map(|region| like(region, false)).collect(),
+        ));
+    }
+    conditions.extend(child_regions.iter().map(|region| like(region, true)));
+    let mut local = plan.clone();
+    local.filter = match conditions.len() {
+        0 => None,
+        1 => conditions.pop(),
+        _ => Some(Predicate::And(conditions)),
+    };
+    local
+}

@@ -1,0 +1,270 @@
+//! `tiermesh grant issue|delegate|show` and `tiermesh query --connect`: grant files and signed
+//! federated queries from the command line.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ring::rand::SecureRandom;
+use tiermesh_crypto::PublicKey;
+use tiermesh_federation::date::Date;
+use tiermesh_federation::grant::{sign_request, Grant, GrantLink, QueryRequest};
+use tiermesh_federation::region::RegionCode;
+use tiermesh_federation::schema::Table;
+use tiermesh_federation::wire::{FederatedAnswer, Message};
+
+use crate::client::{load_key, Session};
+
+/// What a new link grants, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct LinkArgs {
+    pub audience: PublicKey,
+    pub scope: Vec<RegionCode>,
+    pub tables: Vec<Table>,
+    /// None: every non-personal column of the tables.
+    pub dimensions: Option<Vec<String>>,
+    /// None: every non-personal column of the tables.
+    pub measures: Option<Vec<String>>,
+    pub min_cell: u32,
+    pub valid_days: u64,
+    pub depth: u8,
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn random_id() -> Result<[u8; 16]> {
+    let mut id = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| anyhow!("the random number source failed"))?;
+    Ok(id)
+}
+
+fn non_personal(tables: &[Table]) -> Vec<String> {
+    let mut names: Vec<String> = tables
+        .iter()
+        .flat_map(|table| table.columns())
+        .filter(|column| !column.personal)
+        .map(|column| column.name.to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn link(args: &LinkArgs) -> Result<GrantLink> {
+    let not_before = now_seconds();
+    Ok(GrantLink {
+        id: random_id()?,
+        parent: [0; 32],
+        issuer: args.audience,
+        audience: args.audience,
+        scope: args.scope.clone(),
+        tables: args.tables.clone(),
+        dimensions: args
+            .dimensions
+            .clone()
+            .unwrap_or_else(|| non_personal(&args.tables)),
+        measures: args
+            .measures
+            .clone()
+            .unwrap_or_else(|| non_personal(&args.tables)),
+        min_cell: args.min_cell,
+        not_before,
+        expires: not_before + args.valid_days.max(1) * 86_400,
+        depth: args.depth,
+    })
+}
+
+fn write_grant(out: &Path, grant: &Grant) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+    file.write_all(&grant.encode())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// Reads a grant file.
+pub fn read_grant(path: &Path) -> Result<Grant> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading the grant {}", path.display()))?;
+    Grant::decode(&bytes).with_context(|| format!("{} is not a grant file", path.display()))
+}
+
+/// `tiermesh grant issue`: an officer issues a root link.
+pub fn issue(officer_key: &Path, args: &LinkArgs, out: &Path) -> Result<Grant> {
+    let officer = load_key(officer_key)?;
+    let grant = Grant::issue(&officer, link(args)?);
+    write_grant(out, &grant)?;
+    Ok(grant)
+}
+
+/// Records a grant in the mesh's metadata (so its audience may connect), sending it with
+/// `key_file`'s key (an officer, or the holder of the parent grant).
+pub fn record(
+    key_file: &Path,
+    grant: &Grant,
+    connect: &str,
+    server_key: Option<PublicKey>,
+) -> Result<u64> {
+    let key = load_key(key_file)?;
+    let command = tiermesh_federation::meta::MetaCommand::RecordGrant(Box::new(grant.clone()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let session = Session::connect(&key, connect, server_key).await?;
+        let index = session.commit(&Message::Propose { command }).await;
+        session.close().await;
+        index
+    })
+}
+
+/// `tiermesh grant delegate`: the holder of a grant issues a narrower child link.
+pub fn delegate(holder_key: &Path, grant: &Path, args: &LinkArgs, out: &Path) -> Result<Grant> {
+    let holder = load_key(holder_key)?;
+    let parent = read_grant(grant)?;
+    let child = parent.delegate(&holder, link(args)?)?;
+    write_grant(out, &child)?;
+    Ok(child)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A grant as JSON (for `grant show --format json`).
+pub fn grant_json(grant: &Grant) -> serde_json::Value {
+    serde_json::json!({
+        "links": grant.links.iter().map(|signed| {
+            let link = &signed.link;
+            serde_json::json!({
+                "id": hex(&link.id),
+                "parent": hex(&link.parent),
+                "issuer": link.issuer.to_string(),
+                "audience": link.audience.to_string(),
+                "scope": link.scope.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "tables": link.tables.iter().map(|t| t.name()).collect::<Vec<_>>(),
+                "dimensions": link.dimensions,
+                "measures": link.measures,
+                "min_cell": link.min_cell,
+                "not_before": link.not_before,
+                "expires": link.expires,
+                "depth": link.depth,
+            })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// A grant for people.
+pub fn grant_text(grant: &Grant) -> String {
+    let mut text = String::new();
+    for (index, signed) in grant.links.iter().enumerate() {
+        let link = &signed.link;
+        text.push_str(&format!(
+            "link {index} {}\n  issuer   {}\n  audience {}\n  scope    {}\n  tables   {}\n  \
+             dimensions {}\n  measures {}\n  min cell {}\n  valid    {} .. {} (unix seconds)\n  \
+             may delegate {} more\n",
+            hex(&link.id),
+            link.issuer,
+            link.audience,
+            link.scope
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            link.tables
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            link.dimensions.join(", "),
+            link.measures.join(", "),
+            link.min_cell,
+            link.not_before,
+            link.expires,
+            link.depth,
+        ));
+    }
+    text
+}
+
+/// Options of `tiermesh query --connect`.
+#[derive(Clone, Debug)]
+pub struct FederatedQuery {
+    pub connect: String,
+    pub key: std::path::PathBuf,
+    pub grant: std::path::PathBuf,
+    pub sql: String,
+    pub as_of: Date,
+    pub deadline_ms: u64,
+    pub server_key: Option<PublicKey>,
+}
+
+/// Signs and sends a federated query; returns the released answer.
+pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
+    let key = load_key(&options.key)?;
+    let grant = read_grant(&options.grant)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let session = Session::connect(&key, &options.connect, options.server_key).await?;
+        let entry_node = session
+            .server_key
+            .ok_or_else(|| anyhow!("the node presented no key"))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let request = sign_request(
+            &key,
+            QueryRequest {
+                query_id: random_id()?,
+                sql: options.sql.clone(),
+                as_of: options.as_of,
+                deadline_ms: now + options.deadline_ms,
+                entry_node,
+                issued_at: now / 1000,
+                grant,
+            },
+        );
+        let answer = session
+            .request_with_timeout(
+                &Message::ClientQuery(Box::new(request)),
+                options.deadline_ms + 2_000,
+            )
+            .await;
+        session.close().await;
+        match answer? {
+            Message::QueryAnswer(answer) => Ok(*answer),
+            Message::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    })
+}
+
+/// The coverage lines printed under an answer.
+pub fn coverage_text(answer: &FederatedAnswer) -> String {
+    let mut text = format!(
+        "coverage: {} regions answered, {} missing; metadata index {}; cells suppressed {} (+{} to protect them)\n",
+        answer.coverage.answered.len(),
+        answer.coverage.missing.len(),
+        answer.metadata_index,
+        answer.suppressed_primary,
+        answer.suppressed_secondary
+    );
+    for (region, reason) in &answer.coverage.missing {
+        text.push_str(&format!("  missing {region}: {reason:?}\n"));
+    }
+    text
+}

@@ -1,0 +1,368 @@
+//! Federated queries over real nodes on 127.0.0.1: a national answer equals the sum of the
+//! counties' local answers; a county killed shows up as missing and the rest still answers;
+//! `--strict` fails; bad grants and requests are refused.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
+const AS_OF: &str = "2026-06-30";
+const SQL: &str = "SELECT cause, COUNT(*), SUM(members) FROM households GROUP BY cause";
+/// A functional deadline for a condition (not a performance assertion).
+const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
+
+fn tiermesh(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run tiermesh")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = tiermesh(args);
+    assert!(output.status.success(), "{args:?}\n{}", text(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn public_key_of(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("public key "))
+        .expect("a 'public key' line")
+        .trim()
+        .to_string()
+}
+
+struct Node {
+    dir: PathBuf,
+    key: String,
+    addr: String,
+    region: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn init(root: &Path, name: &str, region: &str) -> Node {
+        let dir = root.join(name);
+        let output = ok(&[
+            "init",
+            "--dir",
+            path(&dir),
+            "--region",
+            region,
+            "--name",
+            name,
+        ]);
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .expect("a free port")
+            .port();
+        Node {
+            dir,
+            key: public_key_of(&output),
+            addr: format!("127.0.0.1:{port}"),
+            region: region.to_string(),
+            child: None,
+        }
+    }
+
+    fn start(&mut self, peer: Option<&Node>) {
+        let mut args = vec![
+            "run".to_string(),
+            "--dir".into(),
+            path(&self.dir).into(),
+            "--listen".into(),
+            self.addr.clone(),
+        ];
+        if let Some(peer) = peer {
+            args.push("--peer".into());
+            args.push(format!("{}@{}", peer.key, peer.addr));
+        }
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read");
+        assert!(first.starts_with("listening on"), "{first:?}");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// cause -> (households, members) from a JSON answer of `SQL`.
+fn by_cause(document: &Value) -> BTreeMap<String, (i64, i64)> {
+    document["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_str().expect("cause").to_string(),
+                (
+                    row[1].as_i64().expect("count"),
+                    row[2].as_i64().expect("sum"),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn add(total: &mut BTreeMap<String, (i64, i64)>, part: &BTreeMap<String, (i64, i64)>) {
+    for (cause, (count, sum)) in part {
+        let entry = total.entry(cause.clone()).or_insert((0, 0));
+        entry.0 += count;
+        entry.1 += sum;
+    }
+}
+
+fn federated(national: &Node, staff: &Path, grant: &Path, sql: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "query",
+        "--connect",
+        &national.addr,
+        "--key",
+        path(staff),
+        "--grant",
+        path(grant),
+        "--format",
+        "json",
+        "--as-of",
+        AS_OF,
+        "--deadline",
+        "3s",
+    ];
+    args.extend_from_slice(extra);
+    args.push(sql);
+    tiermesh(&args)
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < CONDITION_DEADLINE {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {CONDITION_DEADLINE:?}");
+}
+
+#[test]
+fn national_answers_sum_the_counties_and_say_what_is_missing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let officer = root.path().join("officer.key");
+    let officer_key = public_key_of(&ok(&["keygen", "--out", path(&officer)]));
+    let staff = root.path().join("staff.key");
+    let staff_key = public_key_of(&ok(&["keygen", "--out", path(&staff)]));
+
+    let mut national = Node::init(root.path(), "national", "000000000000");
+    let mut guizhou = Node::init(root.path(), "guizhou", "520000000000");
+    let mut counties = vec![
+        Node::init(root.path(), "nanming", "520102000000"),
+        Node::init(root.path(), "yunyan", "520103000000"),
+        Node::init(root.path(), "wuhua", "530102000000"),
+    ];
+    // Each county imports its own generated data and answers locally first.
+    let mut expected = BTreeMap::new();
+    let mut local = Vec::new();
+    for (seed, county) in counties.iter().enumerate() {
+        let data = root.path().join(format!("data-{seed}"));
+        ok(&[
+            "gen",
+            "--region",
+            &county.region,
+            "--households",
+            &format!("{}", 300 + 100 * seed),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            path(&data),
+            "--as-of",
+            AS_OF,
+        ]);
+        let folder = data.join(&county.region[..6]);
+        let import = tiermesh(&[
+            "import",
+            "--dir",
+            path(&county.dir),
+            "--quiet",
+            "--as-of",
+            AS_OF,
+            path(&folder.join("households.csv")),
+            path(&folder.join("persons.csv")),
+        ]);
+        assert_eq!(import.status.code(), Some(0), "{}", text(&import));
+        let answer: Value = serde_json::from_str(&ok(&[
+            "query",
+            "--dir",
+            path(&county.dir),
+            "--format",
+            "json",
+            "--as-of",
+            AS_OF,
+            SQL,
+        ]))
+        .expect("json");
+        let part = by_cause(&answer);
+        add(&mut expected, &part);
+        local.push(part);
+    }
+
+    ok(&[
+        "mesh",
+        "create",
+        "--dir",
+        path(&national.dir),
+        "--officer",
+        &officer_key,
+        "--addr",
+        &national.addr,
+    ]);
+    national.start(None);
+    let register = |node: &Node| {
+        ok(&[
+            "node",
+            "register",
+            "--officer-key",
+            path(&officer),
+            "--pubkey",
+            &node.key,
+            "--region",
+            &node.region,
+            "--addr",
+            &node.addr,
+            "--connect",
+            &national.addr,
+        ]);
+    };
+    register(&guizhou);
+    for county in &counties {
+        register(county);
+    }
+    guizhou.start(Some(&national));
+    for county in counties.iter_mut() {
+        county.start(Some(&national));
+    }
+    let grant = root.path().join("national.grant");
+    ok(&[
+        "grant",
+        "issue",
+        "--officer-key",
+        path(&officer),
+        "--audience",
+        &staff_key,
+        "--scope",
+        "000000000000",
+        "--min-cell",
+        "1",
+        "--out",
+        path(&grant),
+        "--connect",
+        &national.addr,
+    ]);
+
+    // Every county answers once it has caught up with the metadata: the national answer is the
+    // sum of the local ones.
+    let mut last = String::new();
+    wait_for("a complete national answer", || {
+        let output = federated(&national, &staff, &grant, SQL, &["--strict"]);
+        last = text(&output);
+        output.status.success()
+    });
+    let output = federated(&national, &staff, &grant, SQL, &[]);
+    let answer: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", text(&output)));
+    assert_eq!(by_cause(&answer), expected, "{last}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("0 missing"),
+        "{}",
+        text(&output)
+    );
+
+    // A county killed: it is reported missing with its reason, the rest still answers.
+    counties[2].kill();
+    let output = federated(&national, &staff, &grant, SQL, &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let answer: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let mut rest = BTreeMap::new();
+    add(&mut rest, &local[0]);
+    add(&mut rest, &local[1]);
+    assert_eq!(by_cause(&answer), rest);
+    let coverage = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(coverage.contains("missing 530102000000"), "{coverage}");
+    let strict = federated(&national, &staff, &grant, SQL, &["--strict"]);
+    assert!(!strict.status.success(), "{}", text(&strict));
+    assert!(text(&strict).contains("530102000000"), "{}", text(&strict));
+
+    // Refusals: a personal column, a grant signed by someone who is not an officer, a forged
+    // grant byte, a request signed by a key that is not the grant's audience.
+    let personal = federated(
+        &national,
+        &staff,
+        &grant,
+        "SELECT head_name, COUNT(*) FROM households GROUP BY head_name",
+        &[],
+    );
+    assert!(!personal.status.success());
+    assert!(text(&personal).contains("head_name"), "{}", text(&personal));
+    let self_made = root.path().join("self.grant");
+    ok(&[
+        "grant",
+        "issue",
+        "--officer-key",
+        path(&staff),
+        "--audience",
+        &staff_key,
+        "--scope",
+        "000000000000",
+        "--out",
+        path(&self_made),
+    ]);
+    let refused = federated(&national, &staff, &self_made, SQL, &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("officer"), "{}", text(&refused));
+    let forged = root.path().join("forged.grant");
+    let mut bytes = std::fs::read(&grant).expect("grant");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&forged, bytes).expect("write");
+    let refused = federated(&national, &staff, &forged, SQL, &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let refused = federated(&national, &officer, &grant, SQL, &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("refused"), "{}", text(&refused));
+}
