@@ -324,6 +324,21 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
     assert_eq!(by_cause(&answer), rest);
     let coverage = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(coverage.contains("missing 530102000000"), "{coverage}");
+    let missing = answer["coverage"]["missing"].as_array().expect("missing");
+    assert_eq!(missing.len(), 1, "{answer}");
+    assert_eq!(missing[0]["region"], "530102000000");
+    let answered: Vec<&str> = answer["coverage"]["answered"]
+        .as_array()
+        .expect("answered")
+        .iter()
+        .map(|entry| entry["region"].as_str().expect("region"))
+        .collect();
+    for region in ["520102000000", "520103000000"] {
+        assert!(answered.contains(&region), "{answered:?}");
+    }
+    assert!(answer["metadata_index"]
+        .as_u64()
+        .is_some_and(|index| index > 0));
     let strict = federated(&national, &staff, &grant, SQL, &["--strict"]);
     assert!(!strict.status.success(), "{}", text(&strict));
     assert!(text(&strict).contains("530102000000"), "{}", text(&strict));

@@ -253,6 +253,49 @@ pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
     })
 }
 
+/// A federated answer in the chosen format. JSON carries the rows, the coverage (every region
+/// that answered with its node and data version, every missing one with its reason), the
+/// metadata index and the suppression counts; table and CSV print the rows (coverage goes to
+/// stderr).
+pub fn render_answer(answer: &FederatedAnswer, format: crate::output::Format) -> Result<String> {
+    if format != crate::output::Format::Json {
+        return crate::output::render(
+            &answer.result,
+            format,
+            answer.metadata_index,
+            std::time::Duration::ZERO,
+        );
+    }
+    let rows: Vec<Vec<serde_json::Value>> = answer
+        .result
+        .rows
+        .iter()
+        .map(|row| row.iter().map(crate::output::json_value).collect())
+        .collect();
+    let document = serde_json::json!({
+        "columns": answer.result.columns,
+        "rows": rows,
+        "metadata_index": answer.metadata_index,
+        "rows_scanned": answer.result.rows_scanned,
+        "suppressed": {
+            "primary": answer.suppressed_primary,
+            "secondary": answer.suppressed_secondary,
+        },
+        "coverage": {
+            "answered": answer.coverage.answered.iter().map(|(region, node, version)| serde_json::json!({
+                "region": region.to_string(),
+                "node": node.to_string(),
+                "data_version": version,
+            })).collect::<Vec<_>>(),
+            "missing": answer.coverage.missing.iter().map(|(region, reason)| serde_json::json!({
+                "region": region.to_string(),
+                "reason": format!("{reason:?}"),
+            })).collect::<Vec<_>>(),
+        },
+    });
+    Ok(format!("{}\n", serde_json::to_string_pretty(&document)?))
+}
+
 /// The coverage lines printed under an answer.
 pub fn coverage_text(answer: &FederatedAnswer) -> String {
     let mut text = format!(

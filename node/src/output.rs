@@ -81,7 +81,8 @@ fn is_number(value: &Value) -> bool {
     matches!(value, Value::Int(_) | Value::Decimal(_) | Value::Float(_))
 }
 
-fn json_value(value: &Value) -> serde_json::Value {
+/// A value as JSON: numbers as numbers, money as exact decimal text.
+pub fn json_value(value: &Value) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Int(number) => json!(number),
