@@ -380,4 +380,106 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
     let refused = federated(&national, &officer, &grant, SQL, &[]);
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(text(&refused).contains("refused"), "{}", text(&refused));
+
+    // No node trusts its parent's word: a county refuses bad sub-queries sent straight to it.
+    every_node_verifies(&counties[0], &staff, &officer, &grant);
+}
+
+/// Sends sub-queries directly to `county`, each broken in one way, and expects each refused
+/// with its reason; a good one is answered once, and its replay refused.
+fn every_node_verifies(county: &Node, staff_file: &Path, officer_file: &Path, grant_file: &Path) {
+    use tiermesh_federation::grant::{sign_request, Grant, GrantLink, QueryRequest, SignedLink};
+    use tiermesh_federation::wire::{Message, SubQuery};
+
+    let staff = tiermesh::client::load_key(staff_file).expect("staff key");
+    let officer = tiermesh::client::load_key(officer_file).expect("officer key");
+    let grant = Grant::decode(&std::fs::read(grant_file).expect("grant")).expect("decode");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let county_key: tiermesh_crypto::PublicKey = county.key.parse().expect("key");
+    let mut next_id = 0u8;
+    let mut request = |sql: &str, issued_at: u64, grant: Grant| {
+        next_id += 1;
+        QueryRequest {
+            query_id: [next_id; 16],
+            sql: sql.to_string(),
+            as_of: tiermesh_federation::date::Date::parse_iso(AS_OF).expect("date"),
+            deadline_ms: now_ms + 10_000,
+            entry_node: county_key,
+            issued_at,
+            grant,
+        }
+    };
+    let now = now_ms / 1000;
+    let good = sign_request(&staff, request(SQL, now, grant.clone()));
+    let mut forged = sign_request(&staff, request(SQL, now, grant.clone()));
+    forged.request.sql = SQL.replace("COUNT(*)", "COUNT(members)");
+    let stale = sign_request(&staff, request(SQL, now - 3_600, grant.clone()));
+    let wrong_audience = sign_request(&officer, request(SQL, now, grant.clone()));
+    let personal = sign_request(
+        &staff,
+        request(
+            "SELECT phone, COUNT(*) FROM households GROUP BY phone",
+            now,
+            grant.clone(),
+        ),
+    );
+    // The staff member hand-signs a child link that lowers k (1 -> 0) and raises the depth.
+    let mut wider = grant.leaf().clone();
+    wider.id = [0xee; 16];
+    wider.parent = grant.links[0].hash();
+    wider.issuer = staff.public_key();
+    wider.min_cell = 0;
+    wider.depth = 9;
+    let mut escalated = grant.clone();
+    escalated
+        .links
+        .push(SignedLink::sign(&staff, GrantLink { ..wider }));
+    let escalated = sign_request(&staff, request(SQL, now, escalated));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let session = tiermesh::client::Session::connect(&staff, &county.addr, Some(county_key))
+            .await
+            .expect("connect");
+        let send = |signed| {
+            Message::SubQuery(Box::new(SubQuery {
+                request: signed,
+                metadata_index: 1,
+                hop_deadline_ms: now_ms + 10_000,
+            }))
+        };
+        for (what, signed, reason) in [
+            ("forged SQL", forged, "signature"),
+            ("stale request", stale, "issued"),
+            ("wrong audience", wrong_audience, "audience"),
+            ("personal column", personal, "phone"),
+            ("escalation by delegation", escalated, "link 1"),
+        ] {
+            match session.request(&send(signed)).await.expect("answer") {
+                Message::Error { message } => assert!(
+                    message.to_lowercase().contains(reason),
+                    "{what}: refused, but the reason '{message}' does not mention '{reason}'"
+                ),
+                other => panic!("{what}: not refused: {other:?}"),
+            }
+        }
+        match session.request(&send(good.clone())).await.expect("answer") {
+            Message::SubQueryAnswer(answer) => assert_eq!(answer.coverage.missing.len(), 0),
+            other => panic!("a good sub-query was not answered: {other:?}"),
+        }
+        match session.request(&send(good)).await.expect("answer") {
+            Message::Error { message } => assert!(
+                message.contains("replay") || message.contains("seen"),
+                "{message}"
+            ),
+            other => panic!("a replayed query id was answered: {other:?}"),
+        }
+        session.close().await;
+    });
 }
