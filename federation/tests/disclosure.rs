@@ -37,6 +37,7 @@ fn group(plan: &Plan, key: &[&str], rows: u64) -> PartialGroup {
                 sum: 2 * i128::from(rows),
                 min: Some(Value::Int(2)),
                 max: Some(Value::Int(2)),
+                sketch: None,
             },
         })
         .collect();

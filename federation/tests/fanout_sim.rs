@@ -47,6 +47,7 @@ fn partial(group: &str, rows: u64, value: i64) -> PartialAggregate {
                 sum: i128::from(value) * i128::from(rows),
                 min: Some(Value::Int(value)),
                 max: Some(Value::Int(value)),
+                sketch: None,
             }],
         }],
         rows_scanned: rows,

@@ -148,7 +148,7 @@ fn personal_columns_are_refused_everywhere_but_age() {
 
 #[test]
 fn function_refusals() {
-    check_refused("SELECT upper(cadre_id), COUNT(*) FROM households GROUP BY 1", expect!["1:8: not supported: the function `upper` is not supported; accepted: COUNT, SUM, AVG, MIN, MAX, province, prefecture, county, township, substr, age, age_band"]);
+    check_refused("SELECT upper(cadre_id), COUNT(*) FROM households GROUP BY 1", expect!["1:8: not supported: the function `upper` is not supported; accepted: COUNT, SUM, AVG, MIN, MAX, MEDIAN, province, prefecture, county, township, substr, age, age_band"]);
     check_refused(
         "SELECT COUNT(*) OVER () FROM households",
         expect![

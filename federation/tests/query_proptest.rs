@@ -426,12 +426,13 @@ fn random_sql(random: &mut ChaCha8Rng) -> String {
     let mut aggregates = Vec::new();
     let aggregate_count = random.gen_range(usize::from(key_count == 0)..4);
     for _ in 0..aggregate_count {
-        let aggregate = match random.gen_range(0..6) {
+        let aggregate = match random.gen_range(0..7) {
             0 => "COUNT(*)".to_string(),
             1 => format!("COUNT({})", pick(random, &terms).sql),
             2 => format!("SUM({})", pick(random, &numeric).sql),
             3 => format!("AVG({})", pick(random, &numeric).sql),
             4 => format!("MIN({})", pick(random, &terms).sql),
+            5 => format!("MEDIAN({})", pick(random, &numeric).sql),
             _ => format!("MAX({})", pick(random, &terms).sql),
         };
         aggregates.push(aggregate);
@@ -829,6 +830,29 @@ fn aggregate_cell(
             .max_by(|left, right| left.order(right))
             .cloned()
             .unwrap_or(Cell::Null),
+        AggregateFunction::Median => {
+            // The median, exactly: the data here never has more distinct values than the
+            // sketch keeps exactly (tests/median.rs checks the bucketed estimate).
+            let mut values: Vec<i64> = inputs
+                .iter()
+                .map(|cell| match cell {
+                    Cell::Int(value) | Cell::Money(value) => *value,
+                    other => panic!("the median of {other:?}"),
+                })
+                .collect();
+            values.sort_unstable();
+            let mut distinct = values.clone();
+            distinct.dedup();
+            assert!(distinct.len() <= query::SKETCH_EXACT_VALUES_MAX);
+            let scale = if matches!(inputs[0], Cell::Money(_)) {
+                100.0
+            } else {
+                1.0
+            };
+            let lower = values[(values.len() - 1) / 2] as f64;
+            let upper = values[values.len() / 2] as f64;
+            Cell::Float((lower + (upper - lower) / 2.0) / scale)
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 //! sockets; it hands time and randomness to `federation` and `crypto` as arguments.
 
 pub mod bench;
+pub mod bench_federated;
 pub mod bench_mesh;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod federated;
 pub mod gen;
 pub mod grant_cli;

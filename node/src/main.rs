@@ -138,6 +138,9 @@ enum Command {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// A real local mesh in this process: national, provinces, prefectures and counties with
+    /// data, an officer, a grant and example national queries (`--serve` keeps it running).
+    Demo(tiermesh::demo::DemoOptions),
     /// Benchmarks; build with --release for meaningful figures.
     Bench {
         #[command(subcommand)]
@@ -368,6 +371,9 @@ enum BenchCommand {
     Local(bench::LocalOptions),
     /// Three voters on loopback: metadata commit latency, and a new learner's catch-up time.
     Mesh(tiermesh::bench_mesh::MeshOptions),
+    /// A 77-node loopback mesh with generated data: federated query medians (compare with
+    /// DuckDB through bench/federated_compare.py).
+    Federated(tiermesh::bench_federated::FederatedOptions),
 }
 
 fn parse_date(text: Option<&str>, what: &str) -> Result<Date> {
@@ -523,15 +529,7 @@ fn run(cli: Cli) -> Result<i32> {
                         answer.coverage.missing.len()
                     );
                 }
-                print!(
-                    "{}",
-                    render(
-                        &answer.result,
-                        format,
-                        answer.metadata_index,
-                        std::time::Duration::ZERO
-                    )?
-                );
+                print!("{}", tiermesh::grant_cli::render_answer(&answer, format)?);
                 eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
                 return Ok(EXIT_OK);
             }
@@ -678,6 +676,10 @@ fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(EXIT_OK)
         }
+        Command::Demo(options) => {
+            tiermesh::demo::run(&options)?;
+            Ok(EXIT_OK)
+        }
         Command::Bench { which } => match which {
             BenchCommand::Local(options) => {
                 bench::local(&options)?;
@@ -685,6 +687,10 @@ fn run(cli: Cli) -> Result<i32> {
             }
             BenchCommand::Mesh(options) => {
                 tiermesh::bench_mesh::run(&options)?;
+                Ok(EXIT_OK)
+            }
+            BenchCommand::Federated(options) => {
+                tiermesh::bench_federated::run(&options)?;
                 Ok(EXIT_OK)
             }
         },

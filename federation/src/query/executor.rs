@@ -11,6 +11,7 @@ use super::kernel::{compile, Decoder, Scalar};
 use super::partial::{Accumulator, PartialAggregate, PartialGroup};
 use super::plan::{AggregateFunction, Dimension, Plan};
 use super::semantics::NULL;
+use super::sketch::Sketch;
 use super::value::Value;
 
 /// Rows evaluated together: small enough that a chunk's columns stay in cache.
@@ -30,9 +31,12 @@ struct AggregateState {
     scalar: Option<usize>,
     /// For MIN/MAX over text: each code's rank in byte order, and each rank's code.
     ranks: Option<(Vec<i64>, Vec<i64>)>,
+    /// A chunk value times this is the argument's value (for MEDIAN over age bands).
+    multiplier: i64,
     count: Vec<u64>,
     sum: Vec<i128>,
     best: Vec<i64>,
+    sketches: Vec<Sketch>,
 }
 
 impl AggregateState {
@@ -45,6 +49,7 @@ impl AggregateState {
         match self.function {
             AggregateFunction::Sum | AggregateFunction::Avg => self.sum.resize(groups, 0),
             AggregateFunction::Min | AggregateFunction::Max => self.best.resize(groups, initial),
+            AggregateFunction::Median => self.sketches.resize(groups, Sketch::default()),
             AggregateFunction::CountRows | AggregateFunction::Count => {}
         }
     }
@@ -64,6 +69,15 @@ impl AggregateState {
                     if value != NULL {
                         self.count[*group as usize] += 1;
                         self.sum[*group as usize] += i128::from(value);
+                    }
+                }
+            }
+            AggregateFunction::Median => {
+                for (row, group) in rows {
+                    let value = values[*row as usize];
+                    if value != NULL {
+                        self.count[*group as usize] += 1;
+                        self.sketches[*group as usize].add(value.saturating_mul(self.multiplier));
                     }
                 }
             }
@@ -189,9 +203,11 @@ impl<'a> Scan<'a> {
                 function: aggregate.function,
                 scalar,
                 ranks,
+                multiplier: scalar.map_or(1, |index| scan.scalars[index].multiplier),
                 count: Vec::new(),
                 sum: Vec::new(),
                 best: Vec::new(),
+                sketches: Vec::new(),
             });
         }
         for index in 0..scan.scalars.len() {
@@ -341,14 +357,13 @@ impl<'a> Scan<'a> {
         };
         // Sums of quotient-coded values (age bands) scale back exactly:
         // m·q1 + m·q2 = m·(q1 + q2).
-        let multiplier = aggregate
-            .scalar
-            .map_or(1, |scalar| self.scalars[scalar].multiplier);
         let mut accumulator = Accumulator {
             count,
-            sum: aggregate.sum.get(group).copied().unwrap_or(0) * i128::from(multiplier),
+            sum: aggregate.sum.get(group).copied().unwrap_or(0) * i128::from(aggregate.multiplier),
             min: None,
             max: None,
+            sketch: (aggregate.function == AggregateFunction::Median)
+                .then(|| aggregate.sketches.get(group).cloned().unwrap_or_default()),
         };
         if count > 0 {
             if let (Some(scalar), Some(best)) = (aggregate.scalar, aggregate.best.get(group)) {

@@ -2,8 +2,8 @@
 //! executed column-at-a-time over a node's `Image` into a mergeable `PartialAggregate`, and
 //! finalised into a `QueryResult`.
 //!
-//! Accepted: `SELECT` of group keys and `COUNT(*)`, `COUNT(x)`, `SUM`, `AVG`, `MIN`, `MAX` (with
-//! `AS` aliases); `FROM households`, `FROM persons`, `FROM persons JOIN households USING
+//! Accepted: `SELECT` of group keys and `COUNT(*)`, `COUNT(x)`, `SUM`, `AVG`, `MIN`, `MAX`,
+//! `MEDIAN` (with `AS` aliases); `FROM households`, `FROM persons`, `FROM persons JOIN households USING
 //! (household_id)`; `WHERE` with AND/OR/NOT, comparisons, `[NOT] IN`, `[NOT] BETWEEN`,
 //! `[NOT] LIKE 'prefix%'`, `IS [NOT] NULL`, bare boolean columns; `GROUP BY` columns and the
 //! dimensions `province|prefecture|county|township(region_code)` (12-digit ancestor code),
@@ -14,7 +14,11 @@
 //!
 //! Semantics follow DuckDB: SQL three-valued logic; COUNT counts rows or non-null values; SUM of
 //! integers is an integer, of money a two-decimal decimal; AVG is a float; MIN/MAX keep their
-//! type; aggregates over no rows are null except COUNT (0); without GROUP BY the answer has
+//! type. MEDIAN (integers, money, `age(...)`) is a float, money in yuan like AVG: DuckDB's
+//! `median` (the middle value, or the mean of the two middle values for an even count) of the
+//! non-null inputs, from a mergeable sketch (`Sketch`): exact while a group has at most 256
+//! distinct values, else within 1 % relative. Aggregates over no rows are null except COUNT
+//! (0); without GROUP BY the answer has
 //! exactly one row. Enums and codes compare and sort as text (byte order); `=`, `<>` and IN
 //! against a name an enum does not have are refused, listing the names. A digit code (household
 //! id, region code, ancestor, a substr of one) compares with a text literal as text (so `LIKE
@@ -37,6 +41,7 @@ mod partial;
 mod plan;
 mod planner;
 mod semantics;
+mod sketch;
 mod value;
 
 pub use error::{Position, QueryError};
@@ -51,6 +56,7 @@ pub use planner::{
     plan, AGE_BAND_WIDTH_MAX, AGGREGATES_MAX, GROUP_KEYS_MAX, IN_LIST_VALUES_MAX,
     NUMBER_DIGITS_MAX, SQL_BYTES_MAX, SUBSTR_ARGUMENT_MAX,
 };
+pub use sketch::{Sketch, SKETCH_BUCKETS_MAX, SKETCH_EXACT_VALUES_MAX, SKETCH_RELATIVE_ACCURACY};
 pub use value::{Value, ValueType};
 
 use crate::image::Image;

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Aggregate, AggregateFunction, Dimension, OrderKey, OutputRef, Plan, Predicate};
 use super::semantics::compare_value;
+use super::sketch::Sketch;
 use super::value::{Value, ValueType};
 
-/// The accumulators of one aggregate in one group. AVG keeps sum and count.
+/// The accumulators of one aggregate in one group. AVG keeps sum and count; MEDIAN a sketch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accumulator {
     /// Non-null inputs (rows, for COUNT(*)).
@@ -23,6 +24,11 @@ pub struct Accumulator {
     pub sum: i128,
     pub min: Option<Value>,
     pub max: Option<Value>,
+    /// MEDIAN's sketch of the inputs, in the input's units (fen for money); `None` for the other
+    /// aggregates. (`serde(default)` lets self-describing formats read accumulators written
+    /// without it; bincode always carries the field.)
+    #[serde(default)]
+    pub sketch: Option<Sketch>,
 }
 
 impl Accumulator {
@@ -31,6 +37,11 @@ impl Accumulator {
         self.sum += other.sum;
         keep_best(&mut self.min, other.min, Ordering::Less);
         keep_best(&mut self.max, other.max, Ordering::Greater);
+        match (&mut self.sketch, other.sketch) {
+            (Some(sketch), Some(other)) => sketch.merge(&other),
+            (current @ None, Some(other)) => *current = Some(other),
+            (_, None) => {}
+        }
     }
 }
 
@@ -206,8 +217,8 @@ impl PartialAggregate {
     }
 }
 
-/// COUNT as an integer; SUM null over no input, else an integer or decimal; AVG a float (money
-/// in yuan); MIN/MAX as found.
+/// COUNT as an integer; SUM null over no input, else an integer or decimal; AVG and MEDIAN a
+/// float (money in yuan); MIN/MAX as found.
 fn final_value(aggregate: &Aggregate, accumulator: &Accumulator) -> Value {
     let count = accumulator.count;
     let argument_type = aggregate.argument.as_ref().map(Dimension::value_type);
@@ -236,6 +247,17 @@ fn final_value(aggregate: &Aggregate, accumulator: &Accumulator) -> Value {
                 1.0
             };
             Value::Float(accumulator.sum as f64 / (count as f64 * scale))
+        }
+        AggregateFunction::Median => {
+            let scale = if argument_type == Some(ValueType::Decimal) {
+                100.0
+            } else {
+                1.0
+            };
+            match accumulator.sketch.as_ref().and_then(Sketch::median) {
+                Some(median) => Value::Float(median / scale),
+                None => Value::Null,
+            }
         }
         AggregateFunction::Min => accumulator.min.clone().unwrap_or(Value::Null),
         AggregateFunction::Max => accumulator.max.clone().unwrap_or(Value::Null),

@@ -279,6 +279,9 @@ pub enum AggregateFunction {
     Avg,
     Min,
     Max,
+    /// `MEDIAN(expr)`: the median of the non-null values (DuckDB's), estimated by a mergeable
+    /// `Sketch` (exact for few distinct values, else within 1 % relative).
+    Median,
 }
 
 /// One aggregate of the query.
@@ -291,7 +294,7 @@ pub struct Aggregate {
 
 impl Aggregate {
     /// The type of the aggregate's result: COUNT is an integer, SUM keeps an integer or decimal,
-    /// AVG is a float, MIN and MAX keep their argument's type.
+    /// AVG and MEDIAN are floats (money in yuan), MIN and MAX keep their argument's type.
     pub fn value_type(&self) -> ValueType {
         let argument = self
             .argument
@@ -299,7 +302,7 @@ impl Aggregate {
             .map_or(ValueType::Int, Dimension::value_type);
         match self.function {
             AggregateFunction::CountRows | AggregateFunction::Count => ValueType::Int,
-            AggregateFunction::Avg => ValueType::Float,
+            AggregateFunction::Avg | AggregateFunction::Median => ValueType::Float,
             AggregateFunction::Sum | AggregateFunction::Min | AggregateFunction::Max => argument,
         }
     }

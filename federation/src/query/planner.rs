@@ -43,7 +43,7 @@ pub const AGE_BAND_WIDTH_MAX: u32 = 200;
 pub const SUBSTR_ARGUMENT_MAX: u32 = 1000;
 
 const FUNCTIONS_ACCEPTED: &str =
-    "COUNT, SUM, AVG, MIN, MAX, province, prefecture, county, township, substr, age, age_band";
+    "COUNT, SUM, AVG, MIN, MAX, MEDIAN, province, prefecture, county, township, substr, age, age_band";
 
 /// Plans `sql` with `as_of` as the reference date for `age` and `age_band`.
 pub fn plan(sql: &str, as_of: Date) -> Result<Plan, QueryError> {
@@ -183,6 +183,7 @@ fn aggregate_function(name: &str) -> Option<AggregateFunction> {
         "avg" => AggregateFunction::Avg,
         "min" => AggregateFunction::Min,
         "max" => AggregateFunction::Max,
+        "median" => AggregateFunction::Median,
         _ => return None,
     })
 }
@@ -1336,8 +1337,10 @@ impl Planner {
         self.clause = clause;
         let dimension = dimension?;
         let value_type = dimension.value_type();
-        if matches!(kind, AggregateFunction::Sum | AggregateFunction::Avg)
-            && !value_type.is_summable()
+        if matches!(
+            kind,
+            AggregateFunction::Sum | AggregateFunction::Avg | AggregateFunction::Median
+        ) && !value_type.is_summable()
         {
             return Err(type_error(
                 at(expression).or(position),

@@ -119,7 +119,7 @@ pub enum ValueType {
     Int,
     /// Two-decimal money (`Value::Decimal`).
     Decimal,
-    /// `AVG` results (`Value::Float`).
+    /// `AVG` and `MEDIAN` results (`Value::Float`).
     Float,
     Bool,
     /// Free text (`Value::Text`).
@@ -142,7 +142,7 @@ impl ValueType {
         )
     }
 
-    /// True for the types `SUM` and `AVG` accept.
+    /// True for the types `SUM`, `AVG` and `MEDIAN` accept.
     pub fn is_summable(self) -> bool {
         matches!(self, ValueType::Int | ValueType::Decimal)
     }
