@@ -25,7 +25,7 @@ use tiermesh_storage::{Store, StoreOptions};
 use crate::client::{load_key, Session};
 use crate::config::NodeDir;
 use crate::mesh::{self, RunOptions, RunningNode};
-use crate::output::{render, Format};
+use crate::output::Format;
 use crate::raft_driver::TICK_MS_DEFAULT;
 use crate::{gen, grant_cli, import, mesh_cli, mesh_cli::render_status};
 
@@ -680,12 +680,7 @@ async fn demo(
         println!("\nQ{} {title}\n  {sql}", number + 1);
         print!(
             "{}",
-            render(
-                &answer.result,
-                Format::Table,
-                answer.metadata_index,
-                elapsed
-            )?
+            grant_cli::render_answer(&answer, Format::Table, elapsed)?
         );
         print!("{}", grant_cli::coverage_text(&answer));
     }

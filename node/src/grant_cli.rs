@@ -44,6 +44,18 @@ fn random_id() -> Result<[u8; 16]> {
     Ok(id)
 }
 
+/// Every non-personal column, and `birth_date` where persons are granted: the planner lets
+/// `birth_date` into a query only inside `age()`/`age_band()`, so granting it as a dimension
+/// grants ages and age bands, never the dates.
+fn default_dimensions(tables: &[Table]) -> Vec<String> {
+    let mut names = non_personal(tables);
+    if tables.contains(&Table::Persons) {
+        names.push("birth_date".to_string());
+        names.sort();
+    }
+    names
+}
+
 fn non_personal(tables: &[Table]) -> Vec<String> {
     let mut names: Vec<String> = tables
         .iter()
@@ -68,7 +80,7 @@ fn link(args: &LinkArgs) -> Result<GrantLink> {
         dimensions: args
             .dimensions
             .clone()
-            .unwrap_or_else(|| non_personal(&args.tables)),
+            .unwrap_or_else(|| default_dimensions(&args.tables)),
         measures: args
             .measures
             .clone()
@@ -257,14 +269,25 @@ pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
 /// that answered with its node and data version, every missing one with its reason), the
 /// metadata index and the suppression counts; table and CSV print the rows (coverage goes to
 /// stderr).
-pub fn render_answer(answer: &FederatedAnswer, format: crate::output::Format) -> Result<String> {
-    if format != crate::output::Format::Json {
-        return crate::output::render(
-            &answer.result,
-            format,
-            answer.metadata_index,
-            std::time::Duration::ZERO,
-        );
+pub fn render_answer(
+    answer: &FederatedAnswer,
+    format: crate::output::Format,
+    elapsed: std::time::Duration,
+) -> Result<String> {
+    match format {
+        crate::output::Format::Json => {}
+        crate::output::Format::Csv => {
+            return crate::output::render(&answer.result, format, answer.metadata_index, elapsed)
+        }
+        crate::output::Format::Table => {
+            return Ok(format!(
+                "{}\n{} rows; {} rows scanned across the mesh; answered in {:.1} ms\n",
+                crate::output::table(&answer.result),
+                answer.result.rows.len(),
+                answer.result.rows_scanned,
+                elapsed.as_secs_f64() * 1e3
+            ))
+        }
     }
     let rows: Vec<Vec<serde_json::Value>> = answer
         .result
@@ -277,6 +300,7 @@ pub fn render_answer(answer: &FederatedAnswer, format: crate::output::Format) ->
         "rows": rows,
         "metadata_index": answer.metadata_index,
         "rows_scanned": answer.result.rows_scanned,
+        "elapsed_ms": elapsed.as_secs_f64() * 1e3,
         "suppressed": {
             "primary": answer.suppressed_primary,
             "secondary": answer.suppressed_secondary,

@@ -199,7 +199,9 @@ struct LinkFlags {
     /// Tables that may be read.
     #[arg(long, value_delimiter = ',', default_value = "households,persons")]
     tables: Vec<String>,
-    /// Columns that may be grouped by or filtered on; default every non-personal column.
+    /// Columns that may be grouped by or filtered on; default every non-personal column, plus
+    /// birth_date when persons are granted (usable only as age()/age_band(): no date is ever
+    /// released).
     #[arg(long, value_delimiter = ',')]
     dimensions: Option<Vec<String>>,
     /// Columns that may be aggregated; default every non-personal column.
@@ -521,7 +523,9 @@ fn run(cli: Cli) -> Result<i32> {
                     deadline_ms,
                     server_key,
                 };
+                let sent = std::time::Instant::now();
                 let answer = tiermesh::grant_cli::query(&options)?;
+                let elapsed = sent.elapsed();
                 if strict && !answer.coverage.missing.is_empty() {
                     eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
                     bail!(
@@ -529,7 +533,7 @@ fn run(cli: Cli) -> Result<i32> {
                         answer.coverage.missing.len()
                     );
                 }
-                print!("{}", tiermesh::grant_cli::render_answer(&answer, format)?);
+                print!("{}", tiermesh::grant_cli::render_answer(&answer, format, elapsed)?);
                 eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
                 return Ok(EXIT_OK);
             }

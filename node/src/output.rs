@@ -27,27 +27,13 @@ pub fn render(
     elapsed: std::time::Duration,
 ) -> Result<String> {
     match format {
-        Format::Table => {
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED);
-            table.set_header(result.columns.iter());
-            for row in &result.rows {
-                table.add_row(row.iter().map(|value| {
-                    let cell = comfy_table::Cell::new(value.to_string());
-                    if is_number(value) {
-                        cell.set_alignment(CellAlignment::Right)
-                    } else {
-                        cell
-                    }
-                }));
-            }
-            Ok(format!(
-                "{table}\n{} rows; {} rows scanned in {:.1} ms; data version {data_version}\n",
-                result.rows.len(),
-                result.rows_scanned,
-                elapsed.as_secs_f64() * 1e3
-            ))
-        }
+        Format::Table => Ok(format!(
+            "{}\n{} rows; {} rows scanned in {:.1} ms; data version {data_version}\n",
+            table(result),
+            result.rows.len(),
+            result.rows_scanned,
+            elapsed.as_secs_f64() * 1e3
+        )),
         Format::Csv => {
             let mut writer = csv::Writer::from_writer(Vec::new());
             writer.write_record(&result.columns)?;
@@ -75,6 +61,24 @@ pub fn render(
             Ok(format!("{}\n", serde_json::to_string_pretty(&document)?))
         }
     }
+}
+
+/// The rows of a result as a table for people, numbers right-aligned.
+pub fn table(result: &QueryResult) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(result.columns.iter());
+    for row in &result.rows {
+        table.add_row(row.iter().map(|value| {
+            let cell = comfy_table::Cell::new(value.to_string());
+            if is_number(value) {
+                cell.set_alignment(CellAlignment::Right)
+            } else {
+                cell
+            }
+        }));
+    }
+    table
 }
 
 fn is_number(value: &Value) -> bool {
