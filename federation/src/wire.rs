@@ -55,6 +55,79 @@ pub enum Message {
     SubQueryAnswer(Box<SubAnswer>),
     /// The released answer of a federated query.
     QueryAnswer(Box<FederatedAnswer>),
+    /// A piece of a file for an online import, from one of the node's operators; reply
+    /// ImportChunkAck or Error.
+    ImportChunk(Box<ImportChunk>),
+    /// The bytes of the file the node holds so far.
+    ImportChunkAck { received: u64 },
+    /// Import the files of an upload (every chunk acknowledged); reply ImportAnswer or Error.
+    ImportCommit(ImportCommit),
+    /// What an online import stored and rejected, with its reports.
+    ImportAnswer(Box<ImportAnswer>),
+}
+
+/// The most files in one online import.
+pub const IMPORT_FILES_MAX: u32 = 256;
+/// The most bytes of file in one `ImportChunk` (the message stays well below
+/// `MESSAGE_BYTES_MAX`).
+pub const IMPORT_CHUNK_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// The most bytes of rejects and warnings reports an `ImportAnswer` carries; larger reports stay
+/// on the node and the answer says where.
+pub const IMPORT_REPORT_BYTES_MAX: usize = 12 * 1024 * 1024;
+
+/// One piece of one file of an online import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportChunk {
+    /// Chosen at random by the client: names the upload.
+    pub upload: [u8; 16],
+    /// The file's place in the upload, from 0.
+    pub file: u32,
+    /// The file's name on the client, for the reports (no folders).
+    pub name: String,
+    /// Where `bytes` start in the file: exactly the bytes acknowledged so far.
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Imports the uploaded files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportCommit {
+    pub upload: [u8; 16],
+    /// Files the client sent; the node refuses if it holds another number.
+    pub files: u32,
+    /// Validate and report only.
+    pub dry_run: bool,
+    /// Reference date of the age-based screens; the node's today when `None`.
+    pub as_of: Option<crate::date::Date>,
+}
+
+/// The outcome of an online import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportAnswer {
+    pub files: Vec<ImportFileAnswer>,
+    pub dry_run: bool,
+    /// The node's data version after the import.
+    pub data_version: u64,
+    /// The summary line, as `tiermesh import` prints it.
+    pub summary: String,
+    /// Where the node kept reports too large to send, if it did.
+    pub reports_kept_at: Option<String>,
+}
+
+/// One file of an online import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportFileAnswer {
+    pub name: String,
+    /// The table its header named.
+    pub table: Option<crate::schema::Table>,
+    pub rows: u64,
+    pub stored: u64,
+    pub rejected: u64,
+    pub warnings: u64,
+    /// The rejects report (CSV), when there is one and it fits.
+    pub rejects: Option<Vec<u8>>,
+    /// The warnings report (CSV), when there is one and it fits.
+    pub warnings_report: Option<Vec<u8>>,
 }
 
 /// A sub-query sent down the tier tree.

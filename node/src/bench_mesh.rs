@@ -109,6 +109,7 @@ impl BenchNode {
                 listen: self.addr,
                 bootstrap_peers,
                 tick_ms,
+                import: None,
             },
         )
         .with_context(|| format!("starting node {}", self.name))?;

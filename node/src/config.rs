@@ -51,6 +51,10 @@ pub struct MeshSettings {
     /// Raft tick in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick_ms: Option<u64>,
+    /// Public keys (hex) of the operators who may import into the running node with
+    /// `tiermesh import --connect`; the node's own key always may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
 }
 
 impl MeshSettings {
@@ -70,6 +74,11 @@ impl MeshSettings {
                 .with_context(|| format!("peer '{peer}' must be KEY@HOST:PORT"))?;
             let _: PublicKey = key.parse().with_context(|| format!("peer '{peer}': key"))?;
             check_host_port(addr).with_context(|| format!("peer '{peer}'"))?;
+        }
+        for operator in &self.operators {
+            let _: PublicKey = operator.parse().with_context(|| {
+                format!("operator '{operator}': not a public key (64 hex digits)")
+            })?;
         }
         if self.tick_ms == Some(0) {
             bail!("tick_ms must be at least 1");

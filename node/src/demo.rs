@@ -119,19 +119,19 @@ pub struct DemoOptions {
 }
 
 /// One node of the demo.
-struct DemoNode {
-    name: String,
-    region: RegionCode,
-    dir: NodeDir,
-    public_key: PublicKey,
-    addr: SocketAddr,
+pub(crate) struct DemoNode {
+    pub(crate) name: String,
+    pub(crate) region: RegionCode,
+    pub(crate) dir: NodeDir,
+    pub(crate) public_key: PublicKey,
+    pub(crate) addr: SocketAddr,
     /// Opened before start (counties import into it); kept for as long as the node runs.
-    store: Option<Arc<Mutex<Store>>>,
-    running: Option<RunningNode>,
+    pub(crate) store: Option<Arc<Mutex<Store>>>,
+    pub(crate) running: Option<RunningNode>,
 }
 
 impl DemoNode {
-    fn init(nodes_root: &Path, name: String, region: RegionCode) -> Result<DemoNode> {
+    pub(crate) fn init(nodes_root: &Path, name: String, region: RegionCode) -> Result<DemoNode> {
         let dir = NodeDir::init(&nodes_root.join(&name), region, Some(&name))?;
         let public_key = dir.signing_key()?.public_key();
         Ok(DemoNode {
@@ -145,7 +145,7 @@ impl DemoNode {
         })
     }
 
-    fn registration(&self) -> NodeRegistration {
+    pub(crate) fn registration(&self) -> NodeRegistration {
         NodeRegistration {
             key: self.public_key,
             name: self.name.clone(),
@@ -155,7 +155,7 @@ impl DemoNode {
     }
 
     /// Opens the store (once) for an import before the node starts.
-    fn store(&mut self) -> Result<Arc<Mutex<Store>>> {
+    pub(crate) fn store(&mut self) -> Result<Arc<Mutex<Store>>> {
         if let Some(store) = &self.store {
             return Ok(Arc::clone(store));
         }
@@ -165,7 +165,11 @@ impl DemoNode {
     }
 
     /// Starts the node. Call inside the runtime.
-    fn start(&mut self, bootstrap_peers: Vec<(PublicKey, SocketAddr)>, tick_ms: u64) -> Result<()> {
+    pub(crate) fn start(
+        &mut self,
+        bootstrap_peers: Vec<(PublicKey, SocketAddr)>,
+        tick_ms: u64,
+    ) -> Result<()> {
         let store = self.store()?;
         let log = store
             .lock()
@@ -179,6 +183,7 @@ impl DemoNode {
                 listen: self.addr,
                 bootstrap_peers,
                 tick_ms,
+                import: None,
             },
         )
         .with_context(|| format!("starting node {}", self.name))?;
@@ -186,13 +191,13 @@ impl DemoNode {
         Ok(())
     }
 
-    async fn session(&self, key: &SigningKey) -> Result<Session> {
+    pub(crate) async fn session(&self, key: &SigningKey) -> Result<Session> {
         Session::connect(key, &self.addr.to_string(), Some(self.public_key))
             .await
             .with_context(|| format!("connecting to node {}", self.name))
     }
 
-    async fn stop(&mut self) -> Result<()> {
+    pub(crate) async fn stop(&mut self) -> Result<()> {
         let stopped = match self.running.take() {
             Some(running) => running
                 .stop()
@@ -217,7 +222,7 @@ fn region(value: u64) -> Result<RegionCode> {
     RegionCode::from_u64(value).map_err(|error| anyhow!("region {value:012}: {error}"))
 }
 
-fn name_of(region: RegionCode, county_names: &[(RegionCode, String)]) -> String {
+pub(crate) fn name_of(region: RegionCode, county_names: &[(RegionCode, String)]) -> String {
     if let Some((_, name)) = county_names.iter().find(|(code, _)| *code == region) {
         return name.clone();
     }
@@ -231,22 +236,22 @@ fn name_of(region: RegionCode, county_names: &[(RegionCode, String)]) -> String 
 }
 
 /// The demo's nodes by tier; every list in code order.
-struct Nodes {
-    national: DemoNode,
-    provinces: Vec<DemoNode>,
-    prefectures: Vec<DemoNode>,
-    counties: Vec<DemoNode>,
+pub(crate) struct Nodes {
+    pub(crate) national: DemoNode,
+    pub(crate) provinces: Vec<DemoNode>,
+    pub(crate) prefectures: Vec<DemoNode>,
+    pub(crate) counties: Vec<DemoNode>,
 }
 
 impl Nodes {
-    fn all(&self) -> impl Iterator<Item = &DemoNode> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &DemoNode> {
         std::iter::once(&self.national)
             .chain(&self.provinces)
             .chain(&self.prefectures)
             .chain(&self.counties)
     }
 
-    fn all_mut(&mut self) -> impl Iterator<Item = &mut DemoNode> {
+    pub(crate) fn all_mut(&mut self) -> impl Iterator<Item = &mut DemoNode> {
         std::iter::once(&mut self.national)
             .chain(&mut self.provinces)
             .chain(&mut self.prefectures)
@@ -688,7 +693,7 @@ async fn demo(
 }
 
 /// Polls every node, with its own key, until its applied index reaches `target`.
-async fn wait_all_applied(nodes: &Nodes, target: u64) -> Result<()> {
+pub(crate) async fn wait_all_applied(nodes: &Nodes, target: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_millis(CONDITION_DEADLINE_MS);
     for node in nodes.all() {
         let key = node.dir.signing_key()?;
@@ -718,7 +723,7 @@ async fn wait_all_applied(nodes: &Nodes, target: u64) -> Result<()> {
     Ok(())
 }
 
-async fn request_status(session: &Session) -> Result<MeshStatus> {
+pub(crate) async fn request_status(session: &Session) -> Result<MeshStatus> {
     match session.request(&Message::StatusRequest).await? {
         Message::StatusReply(status) => Ok(status),
         Message::Error { message } => bail!("the node answered: {message}"),
@@ -727,7 +732,7 @@ async fn request_status(session: &Session) -> Result<MeshStatus> {
 }
 
 /// Polls the node's status until `condition` holds, for at most `CONDITION_DEADLINE_MS`.
-async fn wait_for_status(
+pub(crate) async fn wait_for_status(
     session: &Session,
     what: &str,
     condition: impl Fn(&MeshStatus) -> bool,
@@ -749,7 +754,7 @@ async fn wait_for_status(
     }
 }
 
-fn role_of(status: &MeshStatus, key: &PublicKey) -> Option<Role> {
+pub(crate) fn role_of(status: &MeshStatus, key: &PublicKey) -> Option<Role> {
     status
         .nodes
         .iter()
@@ -757,7 +762,7 @@ fn role_of(status: &MeshStatus, key: &PublicKey) -> Option<Role> {
         .map(|node| node.role)
 }
 
-fn random_u64() -> Result<u64> {
+pub(crate) fn random_u64() -> Result<u64> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 8];
     ring::rand::SystemRandom::new()
@@ -821,7 +826,7 @@ async fn wait_for_shutdown() -> Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     let _ = tracing_subscriber::fmt()

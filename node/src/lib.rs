@@ -16,6 +16,7 @@ pub mod grant_cli;
 pub mod import;
 pub mod mesh;
 pub mod mesh_cli;
+pub mod online_import;
 pub mod output;
 pub mod raft_driver;
 pub mod transport;

@@ -44,9 +44,21 @@ enum Command {
     /// (or in --report-dir). A rejects file can be corrected in a spreadsheet and imported again.
     /// Exit codes: 0 every row stored, 1 some rows rejected (the rest stored), 2 fatal error.
     Import {
-        /// The node directory.
+        /// The node directory (the node must not be running; to import into a running node use
+        /// --connect).
+        #[arg(long, required_unless_present = "connect", conflicts_with_all = ["connect", "key"])]
+        dir: Option<PathBuf>,
+        /// A running node to import into (HOST:PORT): the files are sent to it and imported
+        /// there, with the same rules and reports; needs an operator key (--key).
+        #[arg(long, requires = "key")]
+        connect: Option<String>,
+        /// With --connect: an operator key of that node (its node.key, or a key listed as
+        /// `operators` in its node.toml or given to `tiermesh run --operator`).
         #[arg(long)]
-        dir: PathBuf,
+        key: Option<PathBuf>,
+        /// With --connect: the node's public key, to pin it.
+        #[arg(long, requires = "connect")]
+        server_key: Option<String>,
         /// Validate and report only; store nothing.
         #[arg(long)]
         dry_run: bool,
@@ -59,11 +71,12 @@ enum Command {
         /// Do not draw a progress bar.
         #[arg(long)]
         quiet: bool,
-        /// After every durable write print `committed FILE through line N` on stdout.
-        #[arg(long)]
+        /// After every durable write print `committed FILE through line N` on stdout (local
+        /// imports).
+        #[arg(long, conflicts_with = "connect")]
         log_commits: bool,
-        /// Rows per durable write batch.
-        #[arg(long, default_value_t = tiermesh::import::BATCH_ROWS_DEFAULT)]
+        /// Rows per durable write batch (local imports).
+        #[arg(long, default_value_t = tiermesh::import::BATCH_ROWS_DEFAULT, conflicts_with = "connect")]
         batch_rows: usize,
         /// CSV files of the data standard.
         #[arg(required = true)]
@@ -185,6 +198,10 @@ enum Command {
         /// in node.toml, else 100.
         #[arg(long)]
         tick_ms: Option<u64>,
+        /// A key allowed to import into this running node (`import --connect`): public key
+        /// (hex) or key file (repeatable; adds to `[mesh] operators`; the node key always may).
+        #[arg(long = "operator")]
+        operators: Vec<String>,
     },
 }
 
@@ -407,6 +424,9 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Import {
             dir,
+            connect,
+            key,
+            server_key,
             dry_run,
             as_of,
             report_dir,
@@ -415,6 +435,60 @@ fn run(cli: Cli) -> Result<i32> {
             batch_rows,
             files,
         } => {
+            if let Some(connect) = connect {
+                let report = tiermesh::online_import::import_remote(
+                    &tiermesh::online_import::RemoteImport {
+                        connect,
+                        key: key.context("--key is required with --connect")?,
+                        server_key: server_key
+                            .as_deref()
+                            .map(mesh_cli::parse_public_key)
+                            .transpose()?,
+                        dry_run,
+                        as_of: as_of
+                            .as_deref()
+                            .map(|text| parse_date(Some(text), "--as-of"))
+                            .transpose()?,
+                        report_dir,
+                        progress: !quiet,
+                        files: files.clone(),
+                    },
+                )?;
+                for ((file, path), (rejects, warnings)) in
+                    report.answer.files.iter().zip(&files).zip(&report.written)
+                {
+                    if file.rejected == 0 && file.warnings == 0 {
+                        continue;
+                    }
+                    let mut line = format!(
+                        "{}: {} rows, {} {}, {} rejected, {} warnings",
+                        path.display(),
+                        file.rows,
+                        file.stored,
+                        if report.answer.dry_run {
+                            "valid"
+                        } else {
+                            "stored"
+                        },
+                        file.rejected,
+                        file.warnings
+                    );
+                    for path in [rejects, warnings].into_iter().flatten() {
+                        line.push_str(&format!(" -> {}", path.display()));
+                    }
+                    eprintln!("{line}");
+                }
+                if let Some(kept) = &report.answer.reports_kept_at {
+                    eprintln!("the reports are too large to send; the node keeps them in {kept}");
+                }
+                println!("{}", report.answer.summary);
+                return Ok(if report.rejected() > 0 {
+                    EXIT_REJECTED
+                } else {
+                    EXIT_OK
+                });
+            }
+            let dir = dir.context("give --dir DIR, or --connect ADDR --key FILE")?;
             let node = NodeDir::open(&dir)?;
             let today = tiermesh::today();
             let options = ImportOptions {
@@ -533,7 +607,10 @@ fn run(cli: Cli) -> Result<i32> {
                         answer.coverage.missing.len()
                     );
                 }
-                print!("{}", tiermesh::grant_cli::render_answer(&answer, format, elapsed)?);
+                print!(
+                    "{}",
+                    tiermesh::grant_cli::render_answer(&answer, format, elapsed)?
+                );
                 eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
                 return Ok(EXIT_OK);
             }
@@ -670,6 +747,7 @@ fn run(cli: Cli) -> Result<i32> {
             listen,
             peers,
             tick_ms,
+            operators,
         } => {
             init_logging();
             mesh_cli::run(&mesh_cli::RunArgs {
@@ -677,6 +755,7 @@ fn run(cli: Cli) -> Result<i32> {
                 listen,
                 peers,
                 tick_ms,
+                operators,
             })?;
             Ok(EXIT_OK)
         }

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub bootstrap_peers: Vec<(PublicKey, SocketAddr)>,
     /// Raft tick.
     pub tick_ms: u64,
+    /// Online imports from the node's operators; `None` refuses them.
+    pub import: Option<crate::online_import::ImportSettings>,
 }
 
 /// One peer's sender: a queue and whether the last attempt reached it.
@@ -65,6 +67,8 @@ struct Peers {
     inbox: mpsc::Sender<Input>,
     /// Federated queries.
     queries: Arc<crate::federated::QueryService>,
+    /// Online imports.
+    imports: Arc<crate::online_import::ImportService>,
 }
 
 impl Peers {
@@ -301,10 +305,15 @@ pub fn start(
     options: &RunOptions,
 ) -> Result<RunningNode> {
     let own = key.public_key();
+    let imports =
+        crate::online_import::ImportService::new(own, options.import.clone(), Arc::clone(&store))?;
+    // Operators connect only to import; the transport must know their keys like the bootstrap
+    // peers' (they take no part in Raft: `is_node` checks the registry).
     let bootstrap_keys: Vec<PublicKey> = options
         .bootstrap_peers
         .iter()
         .map(|(key, _)| *key)
+        .chain(imports.operator_keys())
         .collect();
     let trust = Trust::new(bootstrap_keys.iter().copied().chain([own]));
     let endpoint = transport::node_endpoint(options.listen, &key, Arc::clone(&trust))?;
@@ -314,6 +323,7 @@ pub fn start(
         Arc::new(std::sync::RwLock::new(Arc::new(MetaState::default())));
     let peers = Arc::new(Peers {
         queries: crate::federated::QueryService::new(own, Arc::clone(&shared), store),
+        imports,
         inbox: inbox.clone(),
         endpoint: endpoint.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -430,6 +440,9 @@ async fn serve_connection(
                                 let dialer: Arc<dyn crate::federated::Dialer> = Arc::new(Arc::clone(&peers));
                                 peers.queries.sub_query(dialer, *sub).await
                             }
+                            Ok(request @ (Message::ImportChunk(_) | Message::ImportCommit(_))) => {
+                                peers.imports.handle(peer, request).await
+                            }
                             Ok(request) => answer(request, &inbox).await,
                             Err(error) => Message::Error { message: error.to_string() },
                         },
@@ -514,5 +527,9 @@ fn message_name(message: &Message) -> &'static str {
         Message::SubQuery(_) => "SubQuery",
         Message::SubQueryAnswer(_) => "SubQueryAnswer",
         Message::QueryAnswer(_) => "QueryAnswer",
+        Message::ImportChunk(_) => "ImportChunk",
+        Message::ImportChunkAck { .. } => "ImportChunkAck",
+        Message::ImportCommit(_) => "ImportCommit",
+        Message::ImportAnswer(_) => "ImportAnswer",
     }
 }

@@ -94,7 +94,12 @@ pub struct RunArgs {
     pub peers: Vec<String>,
     /// Overrides `[mesh] tick_ms`.
     pub tick_ms: Option<u64>,
+    /// Operator keys (hex or key files) allowed to import online, besides `[mesh] operators`.
+    pub operators: Vec<String>,
 }
+
+/// The folder of the node directory where online imports are staged.
+pub const STAGING_FOLDER: &str = "incoming";
 
 /// Where a node listens when neither the command line nor node.toml says.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7400";
@@ -135,6 +140,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .tick_ms
         .or(settings.tick_ms)
         .unwrap_or(crate::raft_driver::TICK_MS_DEFAULT);
+    let operators = settings
+        .operators
+        .iter()
+        .chain(&args.operators)
+        .map(|text| parse_public_key(text).with_context(|| format!("operator '{text}'")))
+        .collect::<Result<Vec<_>>>()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -149,6 +160,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 listen,
                 bootstrap_peers: peers,
                 tick_ms,
+                import: Some(crate::online_import::ImportSettings {
+                    staging: node.path.join(STAGING_FOLDER),
+                    jurisdiction: node.config.region_code()?,
+                    operators,
+                }),
             },
         )?;
         // Tests and scripts read this line to learn the port when listening on port 0.
