@@ -7,14 +7,16 @@ use std::path::PathBuf;
 use expect_test::expect;
 use proptest::prelude::*;
 use tiermesh_crypto::{PublicKey, SigningKey};
+use tiermesh_federation::date::Date;
 use tiermesh_federation::meta::{
     sign_appointment, sign_registration, sign_role_change, MetaCommand, NodeRegistration,
     OfficerAppointment, RoleChange,
 };
 use tiermesh_federation::region::{RegionCode, Tier};
+use tiermesh_federation::schema::Table;
 use tiermesh_federation::wire::{
-    decode, encode, MeshStatus, Message, NodeStatus, Role, WireError, MESSAGE_BYTES_MAX,
-    WIRE_VERSION,
+    decode, encode, ImportAnswer, ImportChunk, ImportCommit, ImportFileAnswer, MeshStatus, Message,
+    NodeStatus, Role, WireError, MESSAGE_BYTES_MAX, WIRE_VERSION,
 };
 
 fn key(byte: u8) -> SigningKey {
@@ -150,6 +152,48 @@ fn samples() -> Vec<(&'static str, Message)> {
             Message::Error {
                 message: "未知节点".to_string(),
             },
+        ),
+        (
+            "import-chunk",
+            Message::ImportChunk(Box::new(ImportChunk {
+                upload: [7; 16],
+                file: 1,
+                name: "persons.csv".to_string(),
+                offset: 4096,
+                bytes: b"person_id,household_id\r\n".to_vec(),
+            })),
+        ),
+        (
+            "import-chunk-ack",
+            Message::ImportChunkAck { received: 4096 },
+        ),
+        (
+            "import-commit",
+            Message::ImportCommit(ImportCommit {
+                upload: [7; 16],
+                files: 2,
+                dry_run: true,
+                as_of: Some(Date::parse_iso("2026-06-30").expect("date")),
+            }),
+        ),
+        (
+            "import-answer",
+            Message::ImportAnswer(Box::new(ImportAnswer {
+                files: vec![ImportFileAnswer {
+                    name: "households.csv".to_string(),
+                    table: Some(Table::Households),
+                    rows: 301,
+                    stored: 300,
+                    rejected: 1,
+                    warnings: 0,
+                    rejects: Some(b"error_line,error_column\n".to_vec()),
+                    warnings_report: None,
+                }],
+                dry_run: false,
+                data_version: 42,
+                summary: "1 files, 301 rows: 300 stored, 1 rejected".to_string(),
+                reports_kept_at: None,
+            })),
         ),
     ]
 }
@@ -305,7 +349,7 @@ fn damaged_bytes_are_refused_with_the_reason() {
         (vec![0, 1], expect!["message body does not decode: the bytes end before the value does (truncated, or a length prefix larger than the input)"]),
         (
             with_header(&99u32.to_le_bytes()),
-            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 13"],
+            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 17"],
         ),
         (
             valid[..valid.len() - 1].to_vec(),
