@@ -383,6 +383,80 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
 
     // No node trusts its parent's word: a county refuses bad sub-queries sent straight to it.
     every_node_verifies(&counties[0], &staff, &officer, &grant);
+
+    // Revocation, sent to a county (it reaches the leader): once the command has returned, the
+    // very next query under the grant is refused, and the mesh's list says so.
+    let listed: Value = serde_json::from_str(&ok(&[
+        "grant",
+        "list",
+        "--key",
+        path(&officer),
+        "--connect",
+        &counties[0].addr,
+        "--format",
+        "json",
+    ]))
+    .expect("json");
+    let shown: Value =
+        serde_json::from_str(&ok(&["grant", "show", path(&grant), "--format", "json"]))
+            .expect("json");
+    let id = shown["links"][0]["id"].as_str().expect("id").to_string();
+    let status_of = |list: &Value| {
+        list["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .find(|entry| entry["id"] == id.as_str())
+            .map(|entry| entry["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(status_of(&listed).as_deref(), Some("active"), "{listed}");
+    let revoke = |key: &Path| {
+        tiermesh(&[
+            "grant",
+            "revoke",
+            "--officer-key",
+            path(key),
+            "--grant-id",
+            &id,
+            "--reason",
+            "staff member left",
+            "--connect",
+            &counties[0].addr,
+        ])
+    };
+    // Only the issuer or an officer over the scope may revoke.
+    let not_allowed = revoke(&staff);
+    assert!(!not_allowed.status.success(), "{}", text(&not_allowed));
+    assert!(
+        text(&not_allowed).contains("neither issued"),
+        "{}",
+        text(&not_allowed)
+    );
+    let revoked = revoke(&officer);
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let refused = federated(&national, &staff, &grant, SQL, &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("revoked"), "{}", text(&refused));
+    let listed: Value = serde_json::from_str(&ok(&[
+        "grant",
+        "list",
+        "--key",
+        path(&officer),
+        "--connect",
+        &national.addr,
+        "--format",
+        "json",
+        "--region",
+        "520000000000",
+    ]))
+    .expect("json");
+    assert!(
+        status_of(&listed).is_some_and(|status| status.starts_with("revoked at index")),
+        "{listed}"
+    );
+    let again = revoke(&officer);
+    assert!(!again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("revoked already"), "{}", text(&again));
 }
 
 /// Sends sub-queries directly to `county`, each broken in one way, and expects each refused

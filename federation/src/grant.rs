@@ -1088,6 +1088,24 @@ fn literal_region(literal: &Literal) -> Option<RegionCode> {
     literal_value(literal).and_then(|value| RegionCode::from_u64(value).ok())
 }
 
+/// A grant id as 32 lowercase hex digits, as `grant show` prints it.
+pub fn id_hex(id: &[u8; 16]) -> String {
+    hex(id)
+}
+
+/// A grant id from 32 hex digits.
+pub fn parse_id(text: &str) -> Option<[u8; 16]> {
+    let text = text.trim();
+    if text.len() != 32 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (index, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
 fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

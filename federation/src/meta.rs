@@ -7,7 +7,7 @@
 //! Boundary: commands arrive from the network (through Raft) and snapshots from a peer or from
 //! disk; both are checked here, never trusted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bincode::Options;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,10 @@ pub const DOMAIN_NODE_REGISTRATION: &str = "meta/node-registration";
 pub const DOMAIN_OFFICER_APPOINTMENT: &str = "meta/officer-appointment";
 /// Signature domain of a [`RoleChange`].
 pub const DOMAIN_ROLE_CHANGE: &str = "meta/role-change";
+/// Domain of a grant revocation's signature.
+pub const DOMAIN_REVOCATION: &str = "meta/revocation";
+/// The longest reason a revocation may carry, in bytes.
+pub const REVOCATION_REASON_BYTES_MAX: usize = 1024;
 
 /// The Raft id of the node with this key: the first 8 bytes of SHA-256 of the key, big-endian,
 /// with 0 (raft-rs's "no node") mapped to 1.
@@ -87,6 +91,27 @@ pub struct RoleChange {
     pub nonce: u64,
 }
 
+/// Withdraws a grant link, and with it every link delegated from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The link's id (a link of some recorded grant's chain).
+    pub grant_id: [u8; 16],
+    /// Why, for the record.
+    pub reason: String,
+    /// When the signer asked (unix seconds), for the record.
+    pub at: u64,
+}
+
+/// What the metadata keeps of a revocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    pub by: PublicKey,
+    pub reason: String,
+    pub at: u64,
+    /// The log index it was applied at: a query pinned at or past it sees it.
+    pub index: u64,
+}
+
 /// A body that is signed under its own domain.
 pub trait SignedBody: Serialize {
     /// The domain passed to `sign_domain`.
@@ -103,6 +128,15 @@ impl SignedBody for OfficerAppointment {
 
 impl SignedBody for RoleChange {
     const DOMAIN: &'static str = DOMAIN_ROLE_CHANGE;
+}
+
+impl SignedBody for Revocation {
+    const DOMAIN: &'static str = DOMAIN_REVOCATION;
+}
+
+/// Signs a revocation.
+pub fn sign_revocation(signer: &SigningKey, body: Revocation) -> Signed<Revocation> {
+    Signed::sign(signer, body)
 }
 
 /// A body with the signer's key and its domain-separated signature over the canonical bytes.
@@ -175,6 +209,10 @@ pub enum MetaCommand {
     /// officer covering the scope, every link narrower), judged at the latest `not_before` of
     /// its links so that every node reaches the same verdict.
     RecordGrant(Box<crate::grant::Grant>),
+    /// A grant link is withdrawn, with every link delegated from it. Signed by the link's issuer
+    /// or by an officer whose jurisdiction contains every region of the link's scope; the link
+    /// must belong to a recorded grant.
+    RevokeGrant(Signed<Revocation>),
 }
 
 impl MetaCommand {
@@ -185,6 +223,7 @@ impl MetaCommand {
             MetaCommand::RegisterNode(_) => "RegisterNode",
             MetaCommand::AppointOfficer(_) => "AppointOfficer",
             MetaCommand::RecordGrant(_) => "RecordGrant",
+            MetaCommand::RevokeGrant(_) => "RevokeGrant",
         }
     }
 }
@@ -233,6 +272,8 @@ pub enum Applied {
     OfficerAppointed { key: PublicKey },
     /// A grant was recorded, under its leaf link's id.
     GrantRecorded { id: [u8; 16] },
+    /// A grant link was revoked; `grants` recorded grants carried it in their chain.
+    GrantRevoked { id: [u8; 16], grants: usize },
     /// The index was not above the applied index: the entry was applied before.
     Ignored,
 }
@@ -243,6 +284,9 @@ pub enum MetaError {
     /// A grant to record does not verify.
     #[error("the grant does not verify: {reason}")]
     Grant { reason: String },
+    /// A revocation was refused.
+    #[error("the revocation is refused: {reason}")]
+    Revocation { reason: String },
     /// A command other than Bootstrap arrived before the mesh was bootstrapped.
     #[error("the mesh is not bootstrapped: the first command must be Bootstrap, got {command}")]
     NotBootstrapped { command: &'static str },
@@ -345,10 +389,10 @@ pub struct MetaState {
     standard_version: u32,
     applied_index: u64,
     bootstrapped: bool,
-    /// Reserved for the grants issue: grant id -> encoded grant.
+    /// Recorded grants: leaf link id -> encoded grant.
     grants: BTreeMap<[u8; 16], Vec<u8>>,
-    /// Reserved for the grants issue: revoked grant ids.
-    revoked: BTreeSet<[u8; 16]>,
+    /// Revoked link ids.
+    revoked: BTreeMap<[u8; 16], RevocationRecord>,
 }
 
 impl MetaState {
@@ -372,7 +416,91 @@ impl MetaState {
             MetaCommand::RegisterNode(signed) => self.apply_registration(index, signed),
             MetaCommand::AppointOfficer(signed) => self.apply_appointment(index, signed),
             MetaCommand::RecordGrant(grant) => self.apply_record_grant(grant),
+            MetaCommand::RevokeGrant(signed) => self.apply_revocation(index, signed),
         }
+    }
+
+    fn apply_revocation(
+        &mut self,
+        index: u64,
+        signed: &Signed<Revocation>,
+    ) -> Result<Applied, MetaError> {
+        self.require_bootstrapped("RevokeGrant")?;
+        signed.verify()?;
+        let body = &signed.body;
+        let id = body.grant_id;
+        if body.reason.len() > REVOCATION_REASON_BYTES_MAX {
+            return Err(MetaError::Revocation {
+                reason: format!(
+                    "the reason is {} bytes; at most {REVOCATION_REASON_BYTES_MAX}",
+                    body.reason.len()
+                ),
+            });
+        }
+        if let Some(record) = self.revoked.get(&id) {
+            return Err(MetaError::Revocation {
+                reason: format!(
+                    "grant id {} was revoked already, at index {}",
+                    crate::grant::id_hex(&id),
+                    record.index
+                ),
+            });
+        }
+        let grants = self.grants();
+        let Some(link) = grants
+            .iter()
+            .flat_map(|grant| grant.links.iter())
+            .map(|signed| &signed.link)
+            .find(|link| link.id == id)
+        else {
+            return Err(MetaError::Revocation {
+                reason: format!(
+                    "grant id {} is not in any recorded grant",
+                    crate::grant::id_hex(&id)
+                ),
+            });
+        };
+        let covering_officer = self.officers.get(&signed.signer).is_some_and(|officer| {
+            link.scope
+                .iter()
+                .all(|region| officer.jurisdiction.contains(*region))
+        });
+        if link.issuer != signed.signer && !covering_officer {
+            return Err(MetaError::Revocation {
+                reason: format!(
+                    "{} neither issued grant id {} nor is an officer whose jurisdiction covers its scope",
+                    signed.signer,
+                    crate::grant::id_hex(&id)
+                ),
+            });
+        }
+        let carrying = grants
+            .iter()
+            .filter(|grant| grant.ids().contains(&id))
+            .count();
+        self.revoked.insert(
+            id,
+            RevocationRecord {
+                by: signed.signer,
+                reason: body.reason.clone(),
+                at: body.at,
+                index,
+            },
+        );
+        Ok(Applied::GrantRevoked {
+            id,
+            grants: carrying,
+        })
+    }
+
+    /// True when the link `id` has been revoked.
+    pub fn is_revoked(&self, id: &[u8; 16]) -> bool {
+        self.revoked.contains_key(id)
+    }
+
+    /// The revocation of link `id`, if any.
+    pub fn revocation(&self, id: &[u8; 16]) -> Option<&RevocationRecord> {
+        self.revoked.get(id)
     }
 
     fn apply_record_grant(&mut self, grant: &crate::grant::Grant) -> Result<Applied, MetaError> {
@@ -387,8 +515,7 @@ impl MetaState {
             .map(|signed| signed.link.not_before)
             .max()
             .unwrap_or(0);
-        let revoked = self.revoked.clone();
-        crate::grant::verify(grant, self, judged_at, &|id| revoked.contains(id)).map_err(
+        crate::grant::verify(grant, self, judged_at, &|id| self.is_revoked(id)).map_err(
             |error| MetaError::Grant {
                 reason: error.to_string(),
             },
@@ -406,7 +533,9 @@ impl MetaState {
             .collect()
     }
 
-    /// The audiences of recorded grants: keys that may connect to ask queries.
+    /// The audiences of recorded grants: keys that may connect to ask queries. Audiences of
+    /// revoked grants stay among them, so that their queries are refused with the reason
+    /// ("revoked") rather than at the handshake; no node answers them.
     pub fn grant_audiences(&self) -> Vec<PublicKey> {
         self.grants()
             .iter()
@@ -718,6 +847,18 @@ impl MetaState {
         }
         if self.bootstrapped && self.standard_version == 0 {
             return inconsistent("bootstrapped with data-standard version 0".to_string());
+        }
+        if let Some((id, record)) = self
+            .revoked
+            .iter()
+            .find(|(_, record)| record.index > self.applied_index)
+        {
+            return inconsistent(format!(
+                "grant id {} revoked at index {}, past the applied index {}",
+                crate::grant::id_hex(id),
+                record.index,
+                self.applied_index
+            ));
         }
         let mut raft_ids = BTreeMap::new();
         let mut regions = BTreeMap::new();

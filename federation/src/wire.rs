@@ -64,6 +64,31 @@ pub enum Message {
     ImportCommit(ImportCommit),
     /// What an online import stored and rejected, with its reports.
     ImportAnswer(Box<ImportAnswer>),
+    /// The recorded grants (those touching `region` when given), as the node has applied them;
+    /// reply GrantList.
+    GrantListRequest { region: Option<RegionCode> },
+    /// Recorded grants with their revocations, at most `GRANT_LIST_MAX`.
+    GrantList(Box<GrantList>),
+}
+
+/// The most grants one `GrantList` carries.
+pub const GRANT_LIST_MAX: usize = 1000;
+
+/// The answer to `GrantListRequest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantList {
+    /// The metadata index the list reflects.
+    pub metadata_index: u64,
+    pub grants: Vec<GrantListing>,
+    /// More grants matched than `GRANT_LIST_MAX`.
+    pub truncated: bool,
+}
+
+/// One recorded grant and the revocations of links of its chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantListing {
+    pub grant: crate::grant::Grant,
+    pub revoked: Vec<([u8; 16], crate::meta::RevocationRecord)>,
 }
 
 /// The most files in one online import.

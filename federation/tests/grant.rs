@@ -17,7 +17,8 @@ use tiermesh_federation::grant::{
     LINKS_MAX, REPLAY_IDS_MAX, REPLAY_WINDOW_SECONDS,
 };
 use tiermesh_federation::meta::{
-    sign_appointment, MetaCommand, MetaState, NodeRegistration, OfficerAppointment,
+    sign_appointment, sign_revocation, Applied, MetaCommand, MetaState, NodeRegistration,
+    OfficerAppointment, Revocation, REVOCATION_REASON_BYTES_MAX,
 };
 use tiermesh_federation::query::plan;
 use tiermesh_federation::region::RegionCode;
@@ -558,6 +559,99 @@ fn a_revoked_link_anywhere_in_the_chain_is_refused() {
     .expect_err("revoked");
     expect!["link 1 (grant id b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0) has been revoked"]
         .assert_eq(&error.to_string());
+}
+
+fn revocation(signer: &SigningKey, id: [u8; 16], reason: &str) -> MetaCommand {
+    MetaCommand::RevokeGrant(sign_revocation(
+        signer,
+        Revocation {
+            grant_id: id,
+            reason: reason.to_string(),
+            at: NOW,
+        },
+    ))
+}
+
+#[test]
+fn revocations_follow_their_rules_and_reach_every_delegated_link() {
+    let cast = Cast::new();
+    let mut state = cast.state();
+    let grant = cast.chain();
+    state
+        .apply(3, &MetaCommand::RecordGrant(Box::new(grant.clone())))
+        .expect("recorded");
+    let apply = |state: &mut MetaState, command: &MetaCommand| {
+        let index = state.applied_index() + 1;
+        match state.apply(index, command) {
+            Ok(applied) => format!("{applied:?}"),
+            Err(error) => cast.show(&error.to_string()),
+        }
+    };
+    let mut forged = match revocation(&cast.mallory, [0xb0; 16], "mine now") {
+        MetaCommand::RevokeGrant(signed) => signed,
+        _ => unreachable!("a revocation"),
+    };
+    forged.signer = cast.root.public_key();
+    let refusals = [
+        (
+            revocation(&cast.mallory, [0xb0; 16], "no reason"),
+            expect!["the revocation is refused: <mallory> neither issued grant id b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0 nor is an officer whose jurisdiction covers its scope"],
+        ),
+        (
+            // Carol holds the leaf; she did not issue the link above it.
+            revocation(&cast.carol, [0xb0; 16], "no reason"),
+            expect!["the revocation is refused: <carol> neither issued grant id b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0 nor is an officer whose jurisdiction covers its scope"],
+        ),
+        (
+            revocation(&cast.root, [0xee; 16], "unknown"),
+            expect!["the revocation is refused: grant id eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee is not in any recorded grant"],
+        ),
+        (
+            MetaCommand::RevokeGrant(forged),
+            expect!["the signature of <root> over the meta/revocation body does not verify"],
+        ),
+        (
+            revocation(&cast.root, [0xb0; 16], &"x".repeat(REVOCATION_REASON_BYTES_MAX + 1)),
+            expect!["the revocation is refused: the reason is 1025 bytes; at most 1024"],
+        ),
+    ];
+    for (command, expected) in refusals {
+        expected.assert_eq(&apply(&mut state, &command));
+    }
+    // A refused revocation changes nothing: the chain still verifies.
+    let revoked = |state: &MetaState| {
+        let state = state.clone();
+        move |id: &[u8; 16]| state.is_revoked(id)
+    };
+    verify(&grant, &state, NOW, &revoked(&state)).expect("nothing revoked yet");
+
+    // Alice issued link 1 (to bob): she may take it back, and carol's link below goes with it.
+    expect!["GrantRevoked { id: [176, 176, 176, 176, 176, 176, 176, 176, 176, 176, 176, 176, 176, 176, 176, 176], grants: 1 }"]
+        .assert_eq(&apply(&mut state, &revocation(&cast.alice, [0xb0; 16], "bob moved")));
+    let error = verify(&grant, &state, NOW, &revoked(&state)).expect_err("revoked");
+    expect!["link 1 (grant id b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0) has been revoked"]
+        .assert_eq(&error.to_string());
+    let record = state.revocation(&[0xb0; 16]).expect("recorded");
+    assert_eq!(
+        (record.by, record.reason.as_str(), record.index),
+        (cast.alice.public_key(), "bob moved", state.applied_index())
+    );
+    expect!["the revocation is refused: grant id b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0 was revoked already, at index 9"]
+        .assert_eq(&apply(&mut state, &revocation(&cast.root, [0xb0; 16], "again")));
+
+    // An officer whose jurisdiction covers the scope may revoke any link of it.
+    assert!(matches!(
+        state.apply(20, &revocation(&cast.p52, [0xc0; 16], "audit")),
+        Ok(Applied::GrantRevoked { grants: 1, .. })
+    ));
+    // Revocations survive a snapshot, and a revoked grant cannot be recorded again.
+    let restored = MetaState::from_snapshot(&state.to_snapshot()).expect("snapshot");
+    assert_eq!(restored, state);
+    assert!(restored.is_revoked(&[0xc0; 16]));
+    let error = state
+        .apply(21, &MetaCommand::RecordGrant(Box::new(grant)))
+        .expect_err("revoked chain");
+    assert!(error.to_string().contains("revoked"), "{error}");
 }
 
 #[test]

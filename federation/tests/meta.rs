@@ -691,7 +691,9 @@ fn random_command(random: &mut ChaCha8Rng, cast: &[SigningKey]) -> MetaCommand {
         match &mut command {
             MetaCommand::RegisterNode(signed) => signed.signature[0] ^= 1,
             MetaCommand::AppointOfficer(signed) => signed.signer = pick(random).public_key(),
-            MetaCommand::Bootstrap { .. } | MetaCommand::RecordGrant(_) => {}
+            MetaCommand::Bootstrap { .. }
+            | MetaCommand::RecordGrant(_)
+            | MetaCommand::RevokeGrant(_) => {}
         }
     }
     command

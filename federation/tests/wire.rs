@@ -15,8 +15,8 @@ use tiermesh_federation::meta::{
 use tiermesh_federation::region::{RegionCode, Tier};
 use tiermesh_federation::schema::Table;
 use tiermesh_federation::wire::{
-    decode, encode, ImportAnswer, ImportChunk, ImportCommit, ImportFileAnswer, MeshStatus, Message,
-    NodeStatus, Role, WireError, MESSAGE_BYTES_MAX, WIRE_VERSION,
+    decode, encode, GrantList, ImportAnswer, ImportChunk, ImportCommit, ImportFileAnswer,
+    MeshStatus, Message, NodeStatus, Role, WireError, MESSAGE_BYTES_MAX, WIRE_VERSION,
 };
 
 fn key(byte: u8) -> SigningKey {
@@ -195,6 +195,20 @@ fn samples() -> Vec<(&'static str, Message)> {
                 reports_kept_at: None,
             })),
         ),
+        (
+            "grant-list-request",
+            Message::GrantListRequest {
+                region: Some(region("520000000000")),
+            },
+        ),
+        (
+            "grant-list-empty",
+            Message::GrantList(Box::new(GrantList {
+                metadata_index: 12,
+                grants: Vec::new(),
+                truncated: false,
+            })),
+        ),
     ]
 }
 
@@ -349,7 +363,7 @@ fn damaged_bytes_are_refused_with_the_reason() {
         (vec![0, 1], expect!["message body does not decode: the bytes end before the value does (truncated, or a length prefix larger than the input)"]),
         (
             with_header(&99u32.to_le_bytes()),
-            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 17"],
+            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 19"],
         ),
         (
             valid[..valid.len() - 1].to_vec(),

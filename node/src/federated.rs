@@ -17,7 +17,9 @@ use tiermesh_federation::meta::MetaState;
 use tiermesh_federation::query::{execute_partial, ColumnRef, Dimension, Plan, Predicate, Source};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
-use tiermesh_federation::wire::{FederatedAnswer, Message, SubQuery};
+use tiermesh_federation::wire::{
+    FederatedAnswer, GrantList, GrantListing, Message, SubQuery, GRANT_LIST_MAX,
+};
 use tiermesh_storage::Store;
 use tokio::sync::mpsc;
 
@@ -102,18 +104,28 @@ impl QueryService {
             .replay
             .lock()
             .map_err(|_| "the replay cache is unavailable".to_string())?;
-        // Revocations arrive with the revocation issue; until then nothing is revoked.
-        verify_request(request, state, now, &|_| false, &mut replay)
+        verify_request(request, state, now, &|id| state.is_revoked(id), &mut replay)
             .map_err(|error| error.to_string())
     }
 
     /// The entry node's side: pin the metadata index, verify, answer the subtree, release once.
+    /// `confirmed_index`: the leader's commit index as a read-index confirmed it; the node pins
+    /// metadata at or past it (so every revocation committed before the query arrived counts).
     pub async fn client_query(
         self: &Arc<Self>,
         dialer: Arc<dyn Dialer>,
         request: SignedRequest,
+        confirmed_index: u64,
     ) -> Message {
-        let state = self.snapshot();
+        let state = match self.metadata_at(confirmed_index).await {
+            Ok(state) => state,
+            Err(_) => {
+                return error(&format!(
+                    "refused: this node has not applied the metadata through index \
+                     {confirmed_index} that the leader committed"
+                ))
+            }
+        };
         let metadata_index = state.applied_index();
         if request.request.entry_node != self.own_key {
             return error(
@@ -156,6 +168,41 @@ impl QueryService {
             metadata_index,
             suppressed_primary: disclosed.primary as u64,
             suppressed_secondary: disclosed.secondary as u64,
+        }))
+    }
+
+    /// The recorded grants touching `region` (all when `None`), with their revocations.
+    pub fn grant_list(&self, region: Option<tiermesh_federation::region::RegionCode>) -> Message {
+        let state = self.snapshot();
+        let mut grants: Vec<GrantListing> = state
+            .grants()
+            .into_iter()
+            .filter(|grant| {
+                region.is_none_or(|region| {
+                    grant.links.iter().any(|signed| {
+                        signed
+                            .link
+                            .scope
+                            .iter()
+                            .any(|scope| scope.contains(region) || region.contains(*scope))
+                    })
+                })
+            })
+            .map(|grant| {
+                let revoked = grant
+                    .ids()
+                    .into_iter()
+                    .filter_map(|id| state.revocation(&id).map(|record| (id, record.clone())))
+                    .collect();
+                GrantListing { grant, revoked }
+            })
+            .collect();
+        let truncated = grants.len() > GRANT_LIST_MAX;
+        grants.truncate(GRANT_LIST_MAX);
+        Message::GrantList(Box::new(GrantList {
+            metadata_index: state.applied_index(),
+            grants,
+            truncated,
         }))
     }
 

@@ -1,5 +1,6 @@
-//! `tiermesh grant issue|delegate|show` and `tiermesh query --connect`: grant files and signed
-//! federated queries from the command line.
+//! `tiermesh grant issue|delegate|show|revoke|list` and `tiermesh query --connect`: grant files,
+//! revocations, the mesh's record of who may see what, and signed federated queries from the
+//! command line.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,7 +12,7 @@ use tiermesh_federation::date::Date;
 use tiermesh_federation::grant::{sign_request, Grant, GrantLink, QueryRequest};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
-use tiermesh_federation::wire::{FederatedAnswer, Message};
+use tiermesh_federation::wire::{FederatedAnswer, GrantList, GrantListing, Message};
 
 use crate::client::{load_key, Session};
 
@@ -139,6 +140,152 @@ pub fn record(
         session.close().await;
         index
     })
+}
+
+/// `tiermesh grant revoke`: commits the revocation of link `id` (and so of every link delegated
+/// from it) through the node at `connect`; returns the metadata index it was applied at. Once
+/// this returns, every entry node confirms with the leader that it has applied at least that
+/// index before it checks a grant.
+pub fn revoke(
+    key_file: &Path,
+    id: [u8; 16],
+    reason: &str,
+    connect: &str,
+    server_key: Option<PublicKey>,
+) -> Result<u64> {
+    let key = load_key(key_file)?;
+    let revocation = tiermesh_federation::meta::Revocation {
+        grant_id: id,
+        reason: reason.to_string(),
+        at: now_seconds(),
+    };
+    let command = tiermesh_federation::meta::MetaCommand::RevokeGrant(
+        tiermesh_federation::meta::sign_revocation(&key, revocation),
+    );
+    block_on(async {
+        let session = Session::connect(&key, connect, server_key).await?;
+        let index = session.commit(&Message::Propose { command }).await;
+        session.close().await;
+        index
+    })
+}
+
+/// `tiermesh grant list`: the grants recorded in the mesh (touching `region`, when given), as
+/// the node at `connect` has applied them.
+pub fn list(
+    key_file: &Path,
+    connect: &str,
+    region: Option<RegionCode>,
+    server_key: Option<PublicKey>,
+) -> Result<GrantList> {
+    let key = load_key(key_file)?;
+    block_on(async {
+        let session = Session::connect(&key, connect, server_key).await?;
+        let answer = session.request(&Message::GrantListRequest { region }).await;
+        session.close().await;
+        match answer? {
+            Message::GrantList(list) => Ok(*list),
+            Message::Error { message } => bail!("the node answered: {message}"),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    })
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+/// A grant list as a table for people, or JSON.
+pub fn render_list(list: &GrantList, format: crate::output::Format) -> Result<String> {
+    let status = |listing: &GrantListing| -> String {
+        match listing.revoked.first() {
+            Some((id, record)) if *id == listing.grant.leaf().id => {
+                format!("revoked at index {} by {}", record.index, short(&record.by))
+            }
+            Some((id, record)) => format!(
+                "revoked through link {} (index {})",
+                &hex(id)[..8],
+                record.index
+            ),
+            None if listing.grant.leaf().expires <= now_seconds() => "expired".to_string(),
+            None => "active".to_string(),
+        }
+    };
+    if format == crate::output::Format::Json {
+        let grants: Vec<serde_json::Value> = list
+            .grants
+            .iter()
+            .map(|listing| {
+                let mut value = grant_json(&listing.grant);
+                value["id"] = serde_json::json!(hex(&listing.grant.leaf().id));
+                value["status"] = serde_json::json!(status(listing));
+                value["revoked"] = listing
+                    .revoked
+                    .iter()
+                    .map(|(id, record)| {
+                        serde_json::json!({
+                            "id": hex(id),
+                            "by": record.by.to_string(),
+                            "reason": record.reason,
+                            "at": record.at,
+                            "index": record.index,
+                        })
+                    })
+                    .collect();
+                value
+            })
+            .collect();
+        let document = serde_json::json!({
+            "metadata_index": list.metadata_index,
+            "truncated": list.truncated,
+            "grants": grants,
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&document)?));
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "grant id", "audience", "scope", "tables", "min cell", "expires", "links", "status",
+    ]);
+    for listing in &list.grants {
+        let leaf = listing.grant.leaf();
+        table.add_row([
+            hex(&leaf.id),
+            short(&leaf.audience),
+            leaf.scope
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            leaf.tables
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            leaf.min_cell.to_string(),
+            leaf.expires.to_string(),
+            listing.grant.links.len().to_string(),
+            status(listing),
+        ]);
+    }
+    Ok(format!(
+        "{table}\n{} grants{}; metadata index {}\n",
+        list.grants.len(),
+        if list.truncated {
+            " (more not shown)"
+        } else {
+            ""
+        },
+        list.metadata_index
+    ))
+}
+
+fn short(key: &PublicKey) -> String {
+    key.to_string().chars().take(16).collect()
 }
 
 /// `tiermesh grant delegate`: the holder of a grant issues a narrower child link.

@@ -269,6 +269,45 @@ enum GrantCommand {
         #[arg(long)]
         connect: Option<String>,
     },
+    /// Withdraw a grant link, and with it every link delegated from it, everywhere: once this
+    /// returns, no node answers a query under it.
+    Revoke {
+        /// The key of the link's issuer, or of an officer whose jurisdiction covers its scope.
+        #[arg(long, alias = "key")]
+        officer_key: PathBuf,
+        /// The link's id (32 hex digits, as `grant show` and `grant list` print it).
+        #[arg(long, required_unless_present = "grant", conflicts_with = "grant")]
+        grant_id: Option<String>,
+        /// Or: a grant file, whose last link is revoked.
+        #[arg(long)]
+        grant: Option<PathBuf>,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Any node of the mesh, HOST:PORT (the revocation reaches the Raft leader).
+        #[arg(long)]
+        connect: String,
+        /// Pin the node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
+    },
+    /// The grants recorded in the mesh: who may see what, and what has been revoked.
+    List {
+        /// A key the node accepts (an officer's, a node's or a grant audience's).
+        #[arg(long, alias = "officer-key")]
+        key: PathBuf,
+        /// Any node of the mesh, HOST:PORT.
+        #[arg(long)]
+        connect: String,
+        /// Only grants whose scope contains or lies inside this region (12 digits).
+        #[arg(long)]
+        region: Option<String>,
+        /// Pin the node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Print a grant file.
     Show {
         /// The grant file.
@@ -856,6 +895,53 @@ fn grant_command(which: GrantCommand) -> Result<i32> {
                 let index = tiermesh::grant_cli::record(&key, &grant, &connect, None)?;
                 println!("recorded in the mesh at metadata index {index}");
             }
+        }
+        GrantCommand::Revoke {
+            officer_key,
+            grant_id,
+            grant,
+            reason,
+            connect,
+            server_key,
+        } => {
+            let id = match (grant_id, grant) {
+                (Some(text), _) => {
+                    tiermesh_federation::grant::parse_id(&text).with_context(|| {
+                        format!("--grant-id '{text}' is not a grant id (32 hex digits)")
+                    })?
+                }
+                (None, Some(file)) => tiermesh::grant_cli::read_grant(&file)?.leaf().id,
+                (None, None) => bail!("give --grant-id ID or --grant FILE"),
+            };
+            let server_key = server_key
+                .as_deref()
+                .map(mesh_cli::parse_public_key)
+                .transpose()?;
+            let index =
+                tiermesh::grant_cli::revoke(&officer_key, id, &reason, &connect, server_key)?;
+            println!(
+                "revoked grant id {} at metadata index {index}; every link delegated from it is \
+                 revoked with it",
+                tiermesh_federation::grant::id_hex(&id)
+            );
+        }
+        GrantCommand::List {
+            key,
+            connect,
+            region,
+            server_key,
+            format,
+        } => {
+            let region = region
+                .as_deref()
+                .map(|code| mesh_cli::region(code, "--region"))
+                .transpose()?;
+            let server_key = server_key
+                .as_deref()
+                .map(mesh_cli::parse_public_key)
+                .transpose()?;
+            let list = tiermesh::grant_cli::list(&key, &connect, region, server_key)?;
+            print!("{}", tiermesh::grant_cli::render_list(&list, format)?);
         }
         GrantCommand::Show { file, format } => {
             let grant = tiermesh::grant_cli::read_grant(&file)?;

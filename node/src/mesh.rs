@@ -30,6 +30,9 @@ pub const DRIVER_ANSWER_TIMEOUT_MS: u64 = 10_000;
 /// connection open until the idle timeout; past this wait the client is told to retry, by which
 /// time the followers have elected another leader.
 pub const FORWARD_TIMEOUT_MS: u64 = 1_500;
+/// How long an entry node may take to confirm with the Raft leader (read-index) that it has
+/// applied every committed entry before it checks a client's grant; past it, it refuses.
+pub const METADATA_CONFIRM_MS: u64 = 2_000;
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -434,8 +437,21 @@ async fn serve_connection(
                         Ok(bytes) => match wire::decode(&bytes) {
                             Ok(Message::ClientQuery(request)) => {
                                 let dialer: Arc<dyn crate::federated::Dialer> = Arc::new(Arc::clone(&peers));
-                                peers.queries.client_query(dialer, *request).await
+                                // Confirm with the leader (read-index) that this node has applied
+                                // everything committed, revocations included, before checking
+                                // the grant; a node that cannot confirm refuses.
+                                match ask_within(&inbox, |reply| Input::FreshStatus { reply }, METADATA_CONFIRM_MS).await {
+                                    Ok(Ok(status)) => peers.queries.client_query(dialer, *request, status.applied).await,
+                                    Ok(Err(reason)) | Err(reason) => Message::Error {
+                                        message: format!(
+                                            "refused: this node cannot confirm its metadata is current \
+                                             (no read-index from the Raft leader within {METADATA_CONFIRM_MS} ms: \
+                                             {reason}); it answers no query rather than risk a revoked grant"
+                                        ),
+                                    },
+                                }
                             }
+                            Ok(Message::GrantListRequest { region }) => peers.queries.grant_list(region),
                             Ok(Message::SubQuery(sub)) => {
                                 let dialer: Arc<dyn crate::federated::Dialer> = Arc::new(Arc::clone(&peers));
                                 peers.queries.sub_query(dialer, *sub).await
@@ -471,11 +487,19 @@ async fn ask<T>(
     inbox: &mpsc::Sender<Input>,
     make: impl FnOnce(oneshot::Sender<T>) -> Input,
 ) -> Result<T, String> {
+    ask_within(inbox, make, DRIVER_ANSWER_TIMEOUT_MS).await
+}
+
+async fn ask_within<T>(
+    inbox: &mpsc::Sender<Input>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    timeout_ms: u64,
+) -> Result<T, String> {
     let (reply, answer) = oneshot::channel();
     inbox
         .send(make(reply))
         .map_err(|_| "the node is shutting down".to_string())?;
-    match tokio::time::timeout(Duration::from_millis(DRIVER_ANSWER_TIMEOUT_MS), answer).await {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), answer).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(_)) => Err("the proposal was dropped (leadership changed); try again".to_string()),
         Err(_) => Err("no answer in time; try again".to_string()),
@@ -531,5 +555,7 @@ fn message_name(message: &Message) -> &'static str {
         Message::ImportChunkAck { .. } => "ImportChunkAck",
         Message::ImportCommit(_) => "ImportCommit",
         Message::ImportAnswer(_) => "ImportAnswer",
+        Message::GrantListRequest { .. } => "GrantListRequest",
+        Message::GrantList(_) => "GrantList",
     }
 }
