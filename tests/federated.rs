@@ -1,6 +1,7 @@
 //! Federated queries over real nodes on 127.0.0.1: a national answer equals the sum of the
 //! counties' local answers; a county killed shows up as missing and the rest still answers;
-//! `--strict` fails; bad grants and requests are refused.
+//! `--strict` fails; bad grants and requests are refused; a revoked grant is refused at once;
+//! an entry node that cannot confirm its metadata with the Raft leader refuses.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -295,6 +296,25 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
         &national.addr,
     ]);
 
+    // A provincial grant too, asked at the province's node (used when the leader is gone, below).
+    let province_grant = root.path().join("guizhou.grant");
+    ok(&[
+        "grant",
+        "issue",
+        "--officer-key",
+        path(&officer),
+        "--audience",
+        &staff_key,
+        "--scope",
+        "520000000000",
+        "--min-cell",
+        "1",
+        "--out",
+        path(&province_grant),
+        "--connect",
+        &national.addr,
+    ]);
+
     // Every county answers once it has caught up with the metadata: the national answer is the
     // sum of the local ones.
     let mut last = String::new();
@@ -457,6 +477,24 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
     let again = revoke(&officer);
     assert!(!again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("revoked already"), "{}", text(&again));
+
+    // The province answers under its own grant while it can confirm its metadata with the
+    // leader; with the leader (the only voter) gone it cannot, and refuses rather than answer
+    // under a grant that might have been revoked meanwhile.
+    let province_sql = "SELECT COUNT(*) FROM households";
+    wait_for("an answer at the province", || {
+        federated(&guizhou, &staff, &province_grant, province_sql, &[])
+            .status
+            .success()
+    });
+    national.kill();
+    let cut_off = federated(&guizhou, &staff, &province_grant, province_sql, &[]);
+    assert!(!cut_off.status.success(), "{}", text(&cut_off));
+    assert!(
+        text(&cut_off).contains("cannot confirm its metadata is current"),
+        "{}",
+        text(&cut_off)
+    );
 }
 
 /// Sends sub-queries directly to `county`, each broken in one way, and expects each refused
