@@ -333,6 +333,47 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
         text(&output)
     );
 
+    // Every node keeps a signed audit log. An officer fetches a county's head (remembered in a
+    // state file); after another query the new head proves it extends the one seen before.
+    let audit_state = root.path().join("audit-heads.json");
+    let audit_verify = |node: &Node| {
+        tiermesh(&[
+            "audit",
+            "verify",
+            "--connect",
+            &node.addr,
+            "--key",
+            path(&officer),
+            "--state",
+            path(&audit_state),
+        ])
+    };
+    let seen = audit_verify(&counties[1]);
+    assert_eq!(seen.status.code(), Some(0), "{}", text(&seen));
+    assert!(text(&seen).contains("first head seen"), "{}", text(&seen));
+    assert!(federated(&national, &staff, &grant, SQL, &[])
+        .status
+        .success());
+    let extended = audit_verify(&counties[1]);
+    assert_eq!(extended.status.code(), Some(0), "{}", text(&extended));
+    assert!(
+        text(&extended).contains("extends the head seen before"),
+        "{}",
+        text(&extended)
+    );
+    let offline = tiermesh(&["audit", "verify", "--dir", path(&counties[1].dir)]);
+    assert_eq!(offline.status.code(), Some(0), "{}", text(&offline));
+    let shown = ok(&[
+        "audit",
+        "show",
+        "--dir",
+        path(&counties[1].dir),
+        "--format",
+        "json",
+    ]);
+    assert!(shown.lines().count() >= 2, "{shown}");
+    assert!(shown.contains("\"role\":\"sub\""), "{shown}");
+
     // A county killed: it is reported missing with its reason, the rest still answers.
     counties[2].kill();
     let output = federated(&national, &staff, &grant, SQL, &[]);
@@ -495,6 +536,62 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
         "{}",
         text(&cut_off)
     );
+
+    // Rewriting a county's audit history is caught by the head the officer kept, even when the
+    // rewrite is re-signed with the county's own audit key (a fork), and so is a deletion.
+    let county = &mut counties[1];
+    let latest = audit_verify(county);
+    assert_eq!(latest.status.code(), Some(0), "{}", text(&latest));
+    county.kill();
+    let audit_dir = county.dir.join("audit");
+    let log_file = audit_dir.join("audit.log");
+    let original = std::fs::read(&log_file).expect("audit log");
+    let node_key = tiermesh::config::NodeDir::open(&county.dir)
+        .and_then(|dir| dir.signing_key())
+        .expect("node key");
+    let audit_key = tiermesh::audit_cli::audit_key(&audit_dir).expect("audit key");
+    let records = tiermesh_storage::audit_log::read_log(
+        &log_file,
+        &node_key.public_key(),
+        &audit_key.public_key(),
+    )
+    .expect("the log verifies")
+    .records;
+    let forged_dir = root.path().join("forged-audit");
+    {
+        let mut forged = tiermesh_storage::audit_log::AuditLog::open(
+            &forged_dir,
+            node_key.public_key(),
+            tiermesh::audit_cli::audit_key(&audit_dir).expect("audit key"),
+        )
+        .expect("forged log");
+        for (index, record) in records.into_iter().enumerate() {
+            let mut record = record;
+            if index == 0 {
+                record.rows_scanned += 1;
+            }
+            let time = record.time_ms;
+            forged.append(record, time).expect("append");
+        }
+    }
+    std::fs::copy(forged_dir.join("audit.log"), &log_file).expect("replace the log");
+    county.start(None);
+    let forked = audit_verify(county);
+    assert_eq!(forked.status.code(), Some(1), "{}", text(&forked));
+    assert!(text(&forked).contains("a fork"), "{}", text(&forked));
+    county.kill();
+    // The original history minus its newest record and head: the log shrank.
+    let text_log = String::from_utf8(original).expect("utf-8");
+    let kept: Vec<&str> = text_log.lines().collect();
+    std::fs::write(
+        &log_file,
+        format!("{}\n", kept[..kept.len() - 2].join("\n")),
+    )
+    .expect("write");
+    county.start(None);
+    let shrunk = audit_verify(county);
+    assert_eq!(shrunk.status.code(), Some(1), "{}", text(&shrunk));
+    assert!(text(&shrunk).contains("shrank"), "{}", text(&shrunk));
 }
 
 /// Sends sub-queries directly to `county`, each broken in one way, and expects each refused

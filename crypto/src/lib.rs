@@ -8,6 +8,8 @@ use ring::rand::SecureRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 
+pub mod audit;
+
 /// The prefix of every domain-separated message: `tiermesh/` ++ domain ++ 0x00 ++ body.
 pub const DOMAIN_PREFIX: &[u8] = b"tiermesh/";
 
@@ -56,6 +58,21 @@ pub enum CryptoError {
     /// The signature does not verify.
     #[error("signature does not verify")]
     Signature,
+    /// A consistency proof was asked from a tree smaller than the old size.
+    #[error("no consistency proof from {old_size} leaves: the tree has only {size}")]
+    OldSize { old_size: u64, size: u64 },
+    /// An inclusion proof was asked for a leaf the tree does not have.
+    #[error("no leaf {index} in a tree of {size} leaves")]
+    LeafIndex { index: u64, size: u64 },
+    /// A proof has more hashes than any tree of `u64` leaves needs.
+    #[error("a proof of {length} hashes is longer than the {max} allowed")]
+    ProofLength { length: usize, max: usize },
+    /// The consistency proof does not show the old tree is a prefix of the new one.
+    #[error("the tree of {new_size} leaves does not extend the tree of {old_size} leaves")]
+    Consistency { old_size: u64, new_size: u64 },
+    /// The inclusion proof does not place the leaf in the tree.
+    #[error("leaf {index} is not proven to be in the tree of {size} leaves")]
+    Inclusion { index: u64, size: u64 },
 }
 
 /// An Ed25519 key pair, kept with its PKCS#8 encoding so it can be stored.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tiermesh_crypto::PublicKey;
 
 use crate::meta::MetaState;
-use crate::query::PartialAggregate;
+use crate::query::{Dimension, PartialAggregate, Plan, Predicate};
 use crate::region::RegionCode;
 
 /// How much earlier than its own deadline a node stops waiting for its children: the time it
@@ -286,6 +286,112 @@ impl FanOut {
         self.children[position].state = state;
         self.pending -= 1;
     }
+}
+
+/// Children of `targets` that can hold a row passing `plan`'s filter: a child is dropped only
+/// when the filter confines `region_code` (see [`filter_region_ranges`]) to values outside the
+/// child's region, so it could only ever answer nothing.
+pub fn prune_by_filter(targets: Vec<ChildTarget>, plan: &Plan) -> Vec<ChildTarget> {
+    let Some(ranges) = plan.filter.as_ref().and_then(filter_region_ranges) else {
+        return targets;
+    };
+    targets
+        .into_iter()
+        .filter(|child| {
+            let (first, last) = child.region.value_range();
+            ranges
+                .iter()
+                .any(|(low, high)| *low <= last && first <= *high)
+        })
+        .collect()
+}
+
+/// Inclusive ranges of 12-digit `region_code` values that hold every row passing `filter`, or
+/// `None` when the filter does not confine `region_code` in a way understood here (then every
+/// region may hold matching rows). Understood: `=`, `IN`, `BETWEEN` and `LIKE 'digits%'` on
+/// `region_code` or an ancestor of it, under AND (intersection) and OR (union); anything under
+/// NOT, or negated, confines nothing. The ranges may be wider than needed, never narrower.
+pub fn filter_region_ranges(filter: &Predicate<Dimension>) -> Option<Vec<(u64, u64)>> {
+    use crate::grant::{is_region, literal_value};
+    let range_of = |operand: &Dimension, value: u64| -> Option<(u64, u64)> {
+        match operand {
+            Dimension::Column(_) => Some((value, value)),
+            _ => RegionCode::from_u64(value)
+                .ok()
+                .map(RegionCode::value_range),
+        }
+    };
+    match filter {
+        Predicate::And(parts) => {
+            let mut bound: Option<Vec<(u64, u64)>> = None;
+            for part in parts {
+                if let Some(ranges) = filter_region_ranges(part) {
+                    bound = Some(match bound {
+                        None => ranges,
+                        Some(known) => intersect_ranges(&known, &ranges),
+                    });
+                }
+            }
+            bound
+        }
+        Predicate::Or(parts) => {
+            let mut union = Vec::new();
+            for part in parts {
+                union.extend(filter_region_ranges(part)?);
+            }
+            Some(union)
+        }
+        Predicate::Compare {
+            operand,
+            comparison: crate::query::Comparison::Equal,
+            literal,
+        } if is_region(operand) => range_of(operand, literal_value(literal)?).map(|r| vec![r]),
+        Predicate::In {
+            operand,
+            list,
+            negated: false,
+        } if is_region(operand) => list
+            .iter()
+            .map(|literal| range_of(operand, literal_value(literal)?))
+            .collect(),
+        Predicate::Between {
+            operand,
+            low,
+            high,
+            negated: false,
+        } if is_region(operand) => {
+            let (low, _) = range_of(operand, literal_value(low)?)?;
+            let (_, high) = range_of(operand, literal_value(high)?)?;
+            (low <= high).then(|| vec![(low, high)])
+        }
+        Predicate::LikePrefix {
+            operand,
+            prefix,
+            negated: false,
+        } if is_region(operand) => {
+            let digits = prefix.len();
+            if digits == 0 || digits > 12 || !prefix.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            let span = 10u64.pow(12 - digits as u32);
+            let low = prefix.parse::<u64>().ok()? * span;
+            Some(vec![(low, low + span - 1)])
+        }
+        _ => None,
+    }
+}
+
+fn intersect_ranges(left: &[(u64, u64)], right: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for (left_low, left_high) in left {
+        for (right_low, right_high) in right {
+            let (low, high) = ((*left_low).max(*right_low), (*left_high).min(*right_high));
+            if low <= high {
+                out.push((low, high));
+            }
+        }
+    }
+    out
 }
 
 /// True when one region contains the other.

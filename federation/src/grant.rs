@@ -1063,7 +1063,7 @@ fn check_filter_regions(
 }
 
 /// `region_code` itself or an ancestor of it.
-fn is_region(dimension: &Dimension) -> bool {
+pub(crate) fn is_region(dimension: &Dimension) -> bool {
     match dimension {
         Dimension::Column(column) | Dimension::Ancestor { code: column, .. } => {
             column.name == "region_code"
@@ -1072,7 +1072,7 @@ fn is_region(dimension: &Dimension) -> bool {
     }
 }
 
-fn literal_value(literal: &Literal) -> Option<u64> {
+pub(crate) fn literal_value(literal: &Literal) -> Option<u64> {
     match literal {
         Literal::Text(text) if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) => {
             text.parse().ok()

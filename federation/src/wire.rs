@@ -69,6 +69,23 @@ pub enum Message {
     GrantListRequest { region: Option<RegionCode> },
     /// Recorded grants with their revocations, at most `GRANT_LIST_MAX`.
     GrantList(Box<GrantList>),
+    /// The node's newest signed audit head, with a consistency proof from the tree of
+    /// `known_size` records (a head the asker saw before); reply AuditHead or Error.
+    AuditHeadRequest { known_size: Option<u64> },
+    /// A signed audit head and the proof asked for.
+    AuditHead(Box<AuditHeadReply>),
+}
+
+/// The answer to `AuditHeadRequest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHeadReply {
+    /// The key that signs the node's audit heads.
+    pub audit_key: PublicKey,
+    /// `None` while the log is empty.
+    pub head: Option<tiermesh_crypto::audit::TreeHead>,
+    pub signature: Vec<u8>,
+    /// RFC 9162 consistency proof from `known_size` to `head.size` (empty when not asked).
+    pub proof: Vec<[u8; 32]>,
 }
 
 /// The most grants one `GrantList` carries.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use expect_test::expect;
 use proptest::prelude::*;
+use tiermesh_crypto::audit::TreeHead;
 use tiermesh_crypto::{PublicKey, SigningKey};
 use tiermesh_federation::date::Date;
 use tiermesh_federation::meta::{
@@ -15,8 +16,9 @@ use tiermesh_federation::meta::{
 use tiermesh_federation::region::{RegionCode, Tier};
 use tiermesh_federation::schema::Table;
 use tiermesh_federation::wire::{
-    decode, encode, GrantList, ImportAnswer, ImportChunk, ImportCommit, ImportFileAnswer,
-    MeshStatus, Message, NodeStatus, Role, WireError, MESSAGE_BYTES_MAX, WIRE_VERSION,
+    decode, encode, AuditHeadReply, GrantList, ImportAnswer, ImportChunk, ImportCommit,
+    ImportFileAnswer, MeshStatus, Message, NodeStatus, Role, WireError, MESSAGE_BYTES_MAX,
+    WIRE_VERSION,
 };
 
 fn key(byte: u8) -> SigningKey {
@@ -202,6 +204,26 @@ fn samples() -> Vec<(&'static str, Message)> {
             },
         ),
         (
+            "audit-head-request",
+            Message::AuditHeadRequest {
+                known_size: Some(41),
+            },
+        ),
+        (
+            "audit-head",
+            Message::AuditHead(Box::new(AuditHeadReply {
+                audit_key: root.public_key(),
+                head: Some(TreeHead {
+                    node: national.public_key(),
+                    size: 42,
+                    root: [9; 32],
+                    time_ms: 1_800_000_000_000,
+                }),
+                signature: vec![1; 64],
+                proof: vec![[3; 32], [4; 32]],
+            })),
+        ),
+        (
             "grant-list-empty",
             Message::GrantList(Box::new(GrantList {
                 metadata_index: 12,
@@ -363,7 +385,7 @@ fn damaged_bytes_are_refused_with_the_reason() {
         (vec![0, 1], expect!["message body does not decode: the bytes end before the value does (truncated, or a length prefix larger than the input)"]),
         (
             with_header(&99u32.to_le_bytes()),
-            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 19"],
+            expect!["message body does not decode: invalid value: integer `99`, expected variant index 0 <= i < 21"],
         ),
         (
             valid[..valid.len() - 1].to_vec(),

@@ -184,6 +184,7 @@ impl DemoNode {
                 bootstrap_peers,
                 tick_ms,
                 import: None,
+                audit_dir: Some(self.dir.path.join(crate::audit_cli::AUDIT_FOLDER)),
             },
         )
         .with_context(|| format!("starting node {}", self.name))?;

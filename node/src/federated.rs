@@ -20,6 +20,7 @@ use tiermesh_federation::schema::Table;
 use tiermesh_federation::wire::{
     FederatedAnswer, GrantList, GrantListing, Message, SubQuery, GRANT_LIST_MAX,
 };
+use tiermesh_storage::audit_log::{AuditLog, AuditRecord, Decision};
 use tiermesh_storage::Store;
 use tokio::sync::mpsc;
 
@@ -38,6 +39,56 @@ pub struct QueryService {
     pub meta: SharedMeta,
     pub store: Arc<Mutex<Store>>,
     replay: Mutex<ReplayCache>,
+    /// Every sub-query answered or refused is appended here before the answer leaves; `None`
+    /// only for nodes started without a directory for it (never by `tiermesh run`).
+    pub audit: Option<Arc<Mutex<AuditLog>>>,
+}
+
+/// What the audit log records of one decision, besides the request itself.
+struct Facts {
+    decision: Decision,
+    reason: String,
+    rows_scanned: u64,
+    groups_returned: u64,
+    cells_suppressed: u64,
+    scope: Vec<RegionCode>,
+    metadata_index: u64,
+}
+
+impl Facts {
+    fn refused(reason: &str, metadata_index: u64) -> Facts {
+        Facts {
+            decision: Decision::Refused,
+            reason: reason.to_string(),
+            rows_scanned: 0,
+            groups_returned: 0,
+            cells_suppressed: 0,
+            scope: Vec::new(),
+            metadata_index,
+        }
+    }
+}
+
+/// Refuses with `message`, and says so in the audit log.
+fn refusal(message: String, metadata_index: u64) -> (Message, Facts) {
+    let facts = Facts::refused(&message, metadata_index);
+    (Message::Error { message }, facts)
+}
+
+/// The regions of `own` inside `scope` (the part of its rows a query may touch).
+fn touched(own: RegionCode, scope: &[RegionCode]) -> Vec<RegionCode> {
+    scope
+        .iter()
+        .filter_map(|region| {
+            if own.contains(*region) {
+                Some(*region)
+            } else if region.contains(own) {
+                Some(own)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Opens connections to other nodes (the mesh's peer table).
@@ -64,13 +115,68 @@ impl QueryService {
         own_key: PublicKey,
         meta: SharedMeta,
         store: Arc<Mutex<Store>>,
+        audit: Option<Arc<Mutex<AuditLog>>>,
     ) -> Arc<QueryService> {
         Arc::new(QueryService {
             own_key,
             meta,
             store,
             replay: Mutex::new(ReplayCache::new()),
+            audit,
         })
+    }
+
+    /// Appends the decision about `request` to the audit log, durably, then lets `answer` go;
+    /// if the log cannot be written, the node refuses instead (no answer leaves unrecorded).
+    async fn audited(
+        &self,
+        request: &SignedRequest,
+        role: &'static str,
+        (answer, facts): (Message, Facts),
+    ) -> Message {
+        let Some(audit) = &self.audit else {
+            return answer;
+        };
+        let query = &request.request;
+        let mut digest_input = query.sql.as_bytes().to_vec();
+        digest_input.extend_from_slice(format!("\nas of {}", query.as_of).as_bytes());
+        let record = AuditRecord {
+            seq: 0,
+            time_ms: now_ms(),
+            query_id: hex(&query.query_id),
+            grant_id: hex(&query.grant.leaf().id),
+            requester: query.grant.leaf().audience.to_string(),
+            plan_digest: hex(&tiermesh_crypto::sha256(&digest_input)),
+            role: role.to_string(),
+            scope: facts.scope.iter().map(ToString::to_string).collect(),
+            rows_scanned: facts.rows_scanned,
+            groups_returned: facts.groups_returned,
+            cells_suppressed: facts.cells_suppressed,
+            decision: facts.decision,
+            reason: facts.reason,
+            metadata_index: facts.metadata_index,
+        };
+        let audit = Arc::clone(audit);
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut log = audit
+                .lock()
+                .map_err(|_| "the audit log is poisoned".to_string())?;
+            log.append(record, now_ms())
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+        .await
+        .map_err(|_| "the audit task failed".to_string())
+        .and_then(|inner| inner);
+        match appended {
+            Ok(()) => answer,
+            Err(reason) => {
+                tracing::error!("audit log: {reason}");
+                error(&format!(
+                    "refused: this node cannot record the query in its audit log ({reason})"
+                ))
+            }
+        }
     }
 
     fn snapshot(&self) -> Arc<MetaState> {
@@ -117,37 +223,61 @@ impl QueryService {
         request: SignedRequest,
         confirmed_index: u64,
     ) -> Message {
+        let decided = self
+            .decide_client_query(dialer, request.clone(), confirmed_index)
+            .await;
+        self.audited(&request, "entry", decided).await
+    }
+
+    async fn decide_client_query(
+        self: &Arc<Self>,
+        dialer: Arc<dyn Dialer>,
+        request: SignedRequest,
+        confirmed_index: u64,
+    ) -> (Message, Facts) {
         let state = match self.metadata_at(confirmed_index).await {
             Ok(state) => state,
             Err(_) => {
-                return error(&format!(
-                    "refused: this node has not applied the metadata through index \
-                     {confirmed_index} that the leader committed"
-                ))
+                return refusal(
+                    format!(
+                        "refused: this node has not applied the metadata through index \
+                         {confirmed_index} that the leader committed"
+                    ),
+                    self.snapshot().applied_index(),
+                )
             }
         };
         let metadata_index = state.applied_index();
         if request.request.entry_node != self.own_key {
-            return error(
-                "the request names another entry node; sign it for the node you send it to",
+            return refusal(
+                "the request names another entry node; sign it for the node you send it to"
+                    .to_string(),
+                metadata_index,
             );
         }
         let (rights, plan) = match self.verify(&request, &state) {
             Ok(verified) => verified,
-            Err(reason) => return error(&format!("refused: {reason}")),
+            Err(reason) => return refusal(format!("refused: {reason}"), metadata_index),
         };
         let Some(own) = state.node(&self.own_key) else {
-            return error("this node is not registered in the mesh");
+            return refusal(
+                "this node is not registered in the mesh".to_string(),
+                metadata_index,
+            );
         };
+        let own_region = own.region;
         if let Some(outside) = rights
             .scope
             .iter()
-            .find(|region| !own.region.contains(**region))
+            .find(|region| !own_region.contains(**region))
         {
-            return error(&format!(
-                "the grant's scope {outside} is not inside this node's region {}; send the query to a node above it",
-                own.region
-            ));
+            return refusal(
+                format!(
+                    "the grant's scope {outside} is not inside this node's region {own_region}; \
+                     send the query to a node above it"
+                ),
+                metadata_index,
+            );
         }
         let deadline = request.request.deadline_ms;
         let answer = self
@@ -162,13 +292,23 @@ impl QueryService {
             )
             .await;
         let disclosed = disclose(answer.partial, &plan, rights.min_cell);
-        Message::QueryAnswer(Box::new(FederatedAnswer {
+        let facts = Facts {
+            decision: Decision::Answered,
+            reason: String::new(),
+            rows_scanned: disclosed.result.rows_scanned,
+            groups_returned: disclosed.result.rows.len() as u64,
+            cells_suppressed: (disclosed.primary + disclosed.secondary) as u64,
+            scope: touched(own_region, &rights.scope),
+            metadata_index,
+        };
+        let message = Message::QueryAnswer(Box::new(FederatedAnswer {
             result: disclosed.result,
             coverage: answer.coverage,
             metadata_index,
             suppressed_primary: disclosed.primary as u64,
             suppressed_secondary: disclosed.secondary as u64,
-        }))
+        }));
+        (message, facts)
     }
 
     /// The recorded grants touching `region` (all when `None`), with their revocations.
@@ -208,19 +348,43 @@ impl QueryService {
 
     /// A child's side: verify for itself, then answer its subtree.
     pub async fn sub_query(self: &Arc<Self>, dialer: Arc<dyn Dialer>, sub: SubQuery) -> Message {
+        let request = sub.request.clone();
+        let decided = self.decide_sub_query(dialer, sub).await;
+        self.audited(&request, "sub", decided).await
+    }
+
+    async fn decide_sub_query(
+        self: &Arc<Self>,
+        dialer: Arc<dyn Dialer>,
+        sub: SubQuery,
+    ) -> (Message, Facts) {
         let state = match self.metadata_at(sub.metadata_index).await {
             Ok(state) => state,
             Err(MissingReason::Stale { node_index, needed }) => {
-                return error(&format!(
-                    "stale metadata: this node has applied index {node_index}, the query needs {needed}"
-                ))
+                return refusal(
+                    format!(
+                        "stale metadata: this node has applied index {node_index}, the query \
+                         needs {needed}"
+                    ),
+                    node_index,
+                )
             }
-            Err(_) => return error("metadata unavailable"),
+            Err(_) => {
+                return refusal(
+                    "metadata unavailable".to_string(),
+                    self.snapshot().applied_index(),
+                )
+            }
         };
+        let metadata_index = sub.metadata_index;
         let (rights, plan) = match self.verify(&sub.request, &state) {
             Ok(verified) => verified,
-            Err(reason) => return error(&format!("refused: {reason}")),
+            Err(reason) => return refusal(format!("refused: {reason}"), metadata_index),
         };
+        let scope = state
+            .node(&self.own_key)
+            .map(|own| touched(own.region, &rights.scope))
+            .unwrap_or_default();
         let answer = self
             .answer_subtree(
                 dialer,
@@ -228,11 +392,20 @@ impl QueryService {
                 sub.request,
                 &rights,
                 &plan,
-                sub.metadata_index,
+                metadata_index,
                 sub.hop_deadline_ms,
             )
             .await;
-        Message::SubQueryAnswer(Box::new(answer))
+        let facts = Facts {
+            decision: Decision::Answered,
+            reason: String::new(),
+            rows_scanned: answer.partial.rows_scanned,
+            groups_returned: answer.partial.groups.len() as u64,
+            cells_suppressed: 0,
+            scope,
+            metadata_index,
+        };
+        (Message::SubQueryAnswer(Box::new(answer)), facts)
     }
 
     #[allow(clippy::too_many_arguments)] // one query's whole context; grouping it would only rename it
@@ -246,7 +419,10 @@ impl QueryService {
         metadata_index: u64,
         deadline_ms: u64,
     ) -> SubAnswer {
-        let mut children = fanout::targets(state, &self.own_key, &rights.scope);
+        // Children whose region the query's own filter rules out are not asked: they could
+        // only answer nothing (and are neither answered nor missing in the coverage).
+        let mut children =
+            fanout::prune_by_filter(fanout::targets(state, &self.own_key, &rights.scope), plan);
         children.truncate(FANOUT_MAX);
         let own = state.node(&self.own_key).and_then(|node| {
             let touches = rights
@@ -326,6 +502,10 @@ impl QueryService {
         }
         fan.finish()
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn error(message: &str) -> Message {

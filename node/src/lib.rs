@@ -4,6 +4,7 @@
 //! Invariant: this is the only crate that reads the clock, draws randomness or (later) opens
 //! sockets; it hands time and randomness to `federation` and `crypto` as arguments.
 
+pub mod audit_cli;
 pub mod bench;
 pub mod bench_federated;
 pub mod bench_mesh;

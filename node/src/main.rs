@@ -128,6 +128,11 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// The node's tamper-evident audit log: what it answered and refused, to whom.
+    Audit {
+        #[command(subcommand)]
+        which: AuditCommand,
+    },
     /// Grants: who may ask what, signed by officers and narrowed by delegation.
     Grant {
         #[command(subcommand)]
@@ -315,6 +320,45 @@ enum GrantCommand {
         /// Output format (table prints text).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Print the audit records of a node directory (the node may be running).
+    Show {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only the newest N records.
+        #[arg(long)]
+        last: Option<usize>,
+        /// table, or json (one record per line, as stored).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Verify an audit log: offline from a node directory (`--dir`), or a running node's signed
+    /// head against the one seen last time (`--connect`); exit 1 when it does not verify.
+    Verify {
+        /// The node directory (offline).
+        #[arg(long, required_unless_present = "connect", conflicts_with = "connect")]
+        dir: Option<PathBuf>,
+        /// With --dir: the audit key (hex or key file) to trust; default the node's own
+        /// audit/audit.key.
+        #[arg(long, requires = "dir")]
+        audit_key: Option<String>,
+        /// A running node, HOST:PORT.
+        #[arg(long, requires = "key")]
+        connect: Option<String>,
+        /// With --connect: a key the node accepts (an officer's, say).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// With --connect: pin the node's public key.
+        #[arg(long)]
+        server_key: Option<String>,
+        /// With --connect: where the heads seen are kept (default ~/.tiermesh/audit-heads.json).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
 }
 
@@ -675,6 +719,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(EXIT_OK)
         }
         Command::Grant { which } => grant_command(which),
+        Command::Audit { which } => audit_command(which),
         Command::Gen {
             region,
             households,
@@ -857,6 +902,58 @@ fn link_args(flags: LinkFlags) -> Result<tiermesh::grant_cli::LinkArgs> {
         valid_days: flags.valid_days,
         depth: flags.depth,
     })
+}
+
+fn audit_command(which: AuditCommand) -> Result<i32> {
+    match which {
+        AuditCommand::Show { dir, last, format } => {
+            print!("{}", tiermesh::audit_cli::show(&dir, format, last)?);
+            Ok(EXIT_OK)
+        }
+        AuditCommand::Verify {
+            dir,
+            audit_key,
+            connect,
+            key,
+            server_key,
+            state,
+        } => {
+            if let Some(connect) = connect {
+                let server_key = server_key
+                    .as_deref()
+                    .map(mesh_cli::parse_public_key)
+                    .transpose()?;
+                let state = state.unwrap_or_else(tiermesh::audit_cli::default_state_file);
+                let verdict = tiermesh::audit_cli::verify_remote(
+                    &key.context("--key is required with --connect")?,
+                    &connect,
+                    server_key,
+                    &state,
+                )?;
+                print!("{}", verdict.text);
+                return Ok(if verdict.consistent {
+                    EXIT_OK
+                } else {
+                    EXIT_REJECTED
+                });
+            }
+            let dir = dir.context("give --dir DIR or --connect ADDR --key FILE")?;
+            let audit_key = audit_key
+                .as_deref()
+                .map(mesh_cli::parse_public_key)
+                .transpose()?;
+            match tiermesh::audit_cli::verify_dir(&dir, audit_key) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(EXIT_OK)
+                }
+                Err(error) => {
+                    eprintln!("NOT VERIFIED: {error:#}");
+                    Ok(EXIT_REJECTED)
+                }
+            }
+        }
+    }
 }
 
 fn grant_command(which: GrantCommand) -> Result<i32> {

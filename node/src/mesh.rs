@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub tick_ms: u64,
     /// Online imports from the node's operators; `None` refuses them.
     pub import: Option<crate::online_import::ImportSettings>,
+    /// The folder of the node's audit log and audit key (`DIR/audit`); `None` keeps no log
+    /// (only for nodes without a directory of their own).
+    pub audit_dir: Option<std::path::PathBuf>,
 }
 
 /// One peer's sender: a queue and whether the last attempt reached it.
@@ -325,7 +328,15 @@ pub fn start(
     let shared: crate::raft_driver::SharedMeta =
         Arc::new(std::sync::RwLock::new(Arc::new(MetaState::default())));
     let peers = Arc::new(Peers {
-        queries: crate::federated::QueryService::new(own, Arc::clone(&shared), store),
+        queries: crate::federated::QueryService::new(
+            own,
+            Arc::clone(&shared),
+            store,
+            match &options.audit_dir {
+                Some(dir) => Some(Arc::new(Mutex::new(crate::audit_cli::open_log(dir, own)?))),
+                None => None,
+            },
+        ),
         imports,
         inbox: inbox.clone(),
         endpoint: endpoint.clone(),
@@ -452,6 +463,9 @@ async fn serve_connection(
                                 }
                             }
                             Ok(Message::GrantListRequest { region }) => peers.queries.grant_list(region),
+                            Ok(Message::AuditHeadRequest { known_size }) => {
+                                crate::audit_cli::head_reply(peers.queries.audit.as_ref(), known_size)
+                            }
                             Ok(Message::SubQuery(sub)) => {
                                 let dialer: Arc<dyn crate::federated::Dialer> = Arc::new(Arc::clone(&peers));
                                 peers.queries.sub_query(dialer, *sub).await
@@ -557,5 +571,7 @@ fn message_name(message: &Message) -> &'static str {
         Message::ImportAnswer(_) => "ImportAnswer",
         Message::GrantListRequest { .. } => "GrantListRequest",
         Message::GrantList(_) => "GrantList",
+        Message::AuditHeadRequest { .. } => "AuditHeadRequest",
+        Message::AuditHead(_) => "AuditHead",
     }
 }

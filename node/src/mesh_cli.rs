@@ -165,6 +165,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                     jurisdiction: node.config.region_code()?,
                     operators,
                 }),
+                audit_dir: Some(node.path.join(crate::audit_cli::AUDIT_FOLDER)),
             },
         )?;
         // Tests and scripts read this line to learn the port when listening on port 0.

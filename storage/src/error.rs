@@ -26,6 +26,20 @@ pub enum StorageError {
     /// A person's household is not stored; the caller must check before writing.
     #[error("person {person} refers to household {household}, which is not stored")]
     MissingHousehold { person: String, household: String },
+    /// The audit log does not verify: a line was edited, deleted, reordered or inserted.
+    #[error("the audit log {path} is damaged at line {line}: {reason}")]
+    AuditDamaged {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    /// The audit log could not be read or written.
+    #[error("{operation} the audit log {path} failed: {message}")]
+    AuditIo {
+        path: PathBuf,
+        operation: &'static str,
+        message: String,
+    },
     /// A stored Raft value (an entry or a state key) does not decode or breaks the log's shape.
     #[error("stored Raft {key} is damaged: {message}")]
     RaftCorrupt { key: String, message: String },

@@ -2,6 +2,7 @@
 //! kept in step with them, and the Raft log of the metadata group. Synchronous API; RocksDB is
 //! named in `store.rs` only.
 
+pub mod audit_log;
 mod error;
 mod raft_log;
 pub mod row_codec;
