@@ -113,7 +113,8 @@ fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
 }
 
 fn civil_from_days(days: i32) -> (i32, u32, u32) {
-    let z = days + 719_468;
+    // In i64: every i32 day count (a date from a hostile request, say) stays in range.
+    let z = i64::from(days) + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
     let year_of_era =
@@ -126,8 +127,12 @@ fn civil_from_days(days: i32) -> (i32, u32, u32) {
     } else {
         month_index - 9
     } as u32;
-    let year = year_of_era + era * 400 + i32::from(month <= 2);
-    (year, month, day)
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (
+        i32::try_from(year).unwrap_or(if year < 0 { i32::MIN } else { i32::MAX }),
+        month,
+        day,
+    )
 }
 
 impl fmt::Display for Date {

@@ -849,3 +849,26 @@ fn partials_merge_into_the_whole() {
         vec![vec![Value::Int(1), Value::Int(5)]]
     );
 }
+
+#[test]
+fn operator_chains_past_the_bound_are_refused_before_planning() {
+    // A left-deep chain parses into a tree as deep as it is long; planning it recursively could
+    // exhaust a stack, so the planner counts operators first.
+    let chain = vec!["members = 1"; 300].join(" AND ");
+    check_refused(
+        &format!("SELECT COUNT(*) FROM households WHERE {chain}"),
+        expect!["1:4131: not supported: the query has 600 operators (AND, OR, NOT, comparisons, arithmetic); at most 512 are accepted"],
+    );
+    let nots = "NOT ".repeat(600);
+    check_refused(
+        &format!("SELECT COUNT(*) FROM households WHERE {nots} relocated"),
+        expect!["1:2083: not supported: the query has 601 operators (AND, OR, NOT, comparisons, arithmetic); at most 512 are accepted"],
+    );
+    // Within the bound, a long chain plans and runs.
+    let chain = vec!["members > 0"; 200].join(" OR ");
+    assert!(tiermesh_federation::query::plan(
+        &format!("SELECT COUNT(*) FROM households WHERE {chain}"),
+        tiermesh_federation::date::Date::parse_iso("2026-06-30").expect("date"),
+    )
+    .is_ok());
+}

@@ -128,6 +128,8 @@ pub(crate) struct DemoNode {
     /// Opened before start (counties import into it); kept for as long as the node runs.
     pub(crate) store: Option<Arc<Mutex<Store>>>,
     pub(crate) running: Option<RunningNode>,
+    /// Where the node's audit log goes; `None`: `DIR/audit` in its own directory.
+    pub(crate) audit_dir: Option<PathBuf>,
 }
 
 impl DemoNode {
@@ -142,6 +144,7 @@ impl DemoNode {
             addr: free_addr()?,
             store: None,
             running: None,
+            audit_dir: None,
         })
     }
 
@@ -184,7 +187,11 @@ impl DemoNode {
                 bootstrap_peers,
                 tick_ms,
                 import: None,
-                audit_dir: Some(self.dir.path.join(crate::audit_cli::AUDIT_FOLDER)),
+                audit_dir: Some(
+                    self.audit_dir
+                        .clone()
+                        .unwrap_or_else(|| self.dir.path.join(crate::audit_cli::AUDIT_FOLDER)),
+                ),
             },
         )
         .with_context(|| format!("starting node {}", self.name))?;

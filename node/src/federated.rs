@@ -144,8 +144,17 @@ impl QueryService {
             seq: 0,
             time_ms: now_ms(),
             query_id: hex(&query.query_id),
-            grant_id: hex(&query.grant.leaf().id),
-            requester: query.grant.leaf().audience.to_string(),
+            // The grant may be malformed (refused for it): no leaf, no id.
+            grant_id: query
+                .grant
+                .links
+                .last()
+                .map_or_else(String::new, |leaf| hex(&leaf.link.id)),
+            requester: query
+                .grant
+                .links
+                .last()
+                .map_or_else(String::new, |leaf| leaf.link.audience.to_string()),
             plan_digest: hex(&tiermesh_crypto::sha256(&digest_input)),
             role: role.to_string(),
             scope: facts.scope.iter().map(ToString::to_string).collect(),

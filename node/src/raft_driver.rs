@@ -38,6 +38,10 @@ pub const COMPACT_HOLD_MAX_ENTRIES: u64 = 10 * COMPACT_EVERY_ENTRIES;
 pub const APPEND_BYTES_MAX: u64 = 1 << 20;
 /// Fresh (read-index) reads waiting at once.
 pub const READS_PENDING_MAX: usize = 1024;
+/// The largest metadata command accepted for proposal, encoded (a grant file is at most 64 KiB
+/// too). Every Raft message carrying it, and every snapshot, must stay far below
+/// `MESSAGE_BYTES_MAX`, or replication would stop at that entry.
+pub const META_COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// Append messages in flight to one follower.
 pub const INFLIGHT_APPENDS_MAX: usize = 256;
 
@@ -292,6 +296,14 @@ impl<O: Outbox> Driver<O> {
             return;
         }
         let data = match wire::encode(&Message::Propose { command }) {
+            Ok(data) if data.len() > META_COMMAND_BYTES_MAX => {
+                let _ = reply.send(Err(format!(
+                    "a metadata command is at most {META_COMMAND_BYTES_MAX} bytes encoded, this \
+                     one is {}",
+                    data.len()
+                )));
+                return;
+            }
             Ok(data) => data,
             Err(error) => {
                 let _ = reply.send(Err(error.to_string()));

@@ -45,6 +45,11 @@ pub const SUBSTR_ARGUMENT_MAX: u32 = 1000;
 const FUNCTIONS_ACCEPTED: &str =
     "COUNT, SUM, AVG, MIN, MAX, MEDIAN, province, prefecture, county, township, substr, age, age_band";
 
+/// Most operators (AND, OR, NOT, comparisons, arithmetic) in one query. A chain of them parses
+/// into a tree as deep as it is long, and planning walks that tree recursively: past this bound a
+/// query is refused before it is parsed, so no input can exhaust the stack.
+pub const OPERATORS_MAX: usize = 512;
+
 /// Plans `sql` with `as_of` as the reference date for `age` and `age_band`.
 pub fn plan(sql: &str, as_of: Date) -> Result<Plan, QueryError> {
     if sql.len() > SQL_BYTES_MAX {
@@ -56,6 +61,7 @@ pub fn plan(sql: &str, as_of: Date) -> Result<Plan, QueryError> {
             ),
         ));
     }
+    check_operator_count(sql)?;
     let statements =
         Parser::parse_sql(&GenericDialect {}, sql).map_err(|error| syntax_error(sql, error))?;
     let statement = match statements.as_slice() {
@@ -118,6 +124,52 @@ fn syntax_error(sql: &str, error: ParserError) -> QueryError {
 }
 
 /// The position of the first character that is not white space.
+/// Refuses a query with more than `OPERATORS_MAX` operators, naming where the first one past
+/// the bound is. (Text the tokenizer refuses is left for the parser to report.)
+fn check_operator_count(sql: &str) -> Result<(), QueryError> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
+        return Ok(());
+    };
+    let operators = tokens.iter().filter(|token| {
+        matches!(
+            &token.token,
+            Token::Word(word) if matches!(word.keyword, Keyword::AND | Keyword::OR | Keyword::NOT)
+        ) || matches!(
+            token.token,
+            Token::Plus
+                | Token::Minus
+                | Token::Mul
+                | Token::Div
+                | Token::Mod
+                | Token::StringConcat
+                | Token::Eq
+                | Token::DoubleEq
+                | Token::Neq
+                | Token::Lt
+                | Token::Gt
+                | Token::LtEq
+                | Token::GtEq
+                | Token::Spaceship
+                | Token::Ampersand
+                | Token::Pipe
+                | Token::Caret
+        )
+    });
+    if let Some(past) = operators.clone().nth(OPERATORS_MAX) {
+        return Err(unsupported(
+            position_of(past.span),
+            format!(
+                "the query has {} operators (AND, OR, NOT, comparisons, arithmetic); at most \
+                 {OPERATORS_MAX} are accepted",
+                operators.count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn start_position(sql: &str) -> Position {
     end_position(&sql[..sql.len() - sql.trim_start().len()])
 }
