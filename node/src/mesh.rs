@@ -478,7 +478,17 @@ async fn serve_connection(
                         },
                         Err(error) => Message::Error { message: format!("unreadable request: {error}") },
                     };
-                    if let Ok(bytes) = wire::encode(&answer) {
+                    // An answer too large for one message (a GROUP BY with too many groups)
+                    // goes back as a clear refusal, never as a silently empty stream.
+                    let bytes = wire::encode(&answer).or_else(|error| {
+                        wire::encode(&Message::Error {
+                            message: format!(
+                                "the answer cannot be sent: {error}; ask for fewer groups \
+                                 (a coarser GROUP BY or a narrower WHERE)"
+                            ),
+                        })
+                    });
+                    if let Ok(bytes) = bytes {
                         let _ = send.write_all(&bytes).await;
                         let _ = send.finish();
                     }
