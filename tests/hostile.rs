@@ -2119,8 +2119,13 @@ fn sql_cases() -> Vec<Case> {
             ))
         }),
         case(
+            "sql: 40 nested substr( calls, unclosed (sqlparser's work doubles per level)",
+            "nests parentheses more than 16 levels deep",
+            |mesh| mesh.sql(&format!("SELECT {}", "substr(".repeat(40))),
+        ),
+        case(
             "sql: nested parentheses up to the byte bound",
-            "nests too deeply",
+            "nests parentheses more than 16 levels deep",
             |mesh| {
                 let depth = (SQL_BYTES_MAX - 60) / 2;
                 let open = "(".repeat(depth);

@@ -872,3 +872,17 @@ fn operator_chains_past_the_bound_are_refused_before_planning() {
     )
     .is_ok());
 }
+
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    // sqlparser's work on nested calls doubles with each level: refused from the tokens.
+    check_refused(
+        &format!("SELECT {}", "substr(".repeat(40)),
+        expect!["1:126: not supported: the query nests parentheses more than 16 levels deep"],
+    );
+    let nested = format!("({}1{})", "(".repeat(20), ")".repeat(20));
+    check_refused(
+        &format!("SELECT COUNT(*) FROM households WHERE members = {nested}"),
+        expect!["1:65: not supported: the query nests parentheses more than 16 levels deep"],
+    );
+}

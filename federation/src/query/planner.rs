@@ -45,6 +45,9 @@ pub const SUBSTR_ARGUMENT_MAX: u32 = 1000;
 const FUNCTIONS_ACCEPTED: &str =
     "COUNT, SUM, AVG, MIN, MAX, MEDIAN, province, prefecture, county, township, substr, age, age_band";
 
+/// Deepest nesting of parentheses (function calls included). sqlparser's work on some nested
+/// calls (`substr(substr(...`) doubles with each level, so the text is refused before parsing.
+pub const NESTING_MAX: usize = 16;
 /// Most operators (AND, OR, NOT, comparisons, arithmetic) in one query. A chain of them parses
 /// into a tree as deep as it is long, and planning walks that tree recursively: past this bound a
 /// query is refused before it is parsed, so no input can exhaust the stack.
@@ -61,7 +64,7 @@ pub fn plan(sql: &str, as_of: Date) -> Result<Plan, QueryError> {
             ),
         ));
     }
-    check_operator_count(sql)?;
+    check_token_shape(sql)?;
     let statements =
         Parser::parse_sql(&GenericDialect {}, sql).map_err(|error| syntax_error(sql, error))?;
     let statement = match statements.as_slice() {
@@ -124,14 +127,31 @@ fn syntax_error(sql: &str, error: ParserError) -> QueryError {
 }
 
 /// The position of the first character that is not white space.
-/// Refuses a query with more than `OPERATORS_MAX` operators, naming where the first one past
-/// the bound is. (Text the tokenizer refuses is left for the parser to report.)
-fn check_operator_count(sql: &str) -> Result<(), QueryError> {
+/// Refuses a query nested deeper than `NESTING_MAX` or with more than `OPERATORS_MAX`
+/// operators, naming where the first token past the bound is, before the parser sees it. (Text
+/// the tokenizer refuses is left for the parser to report.)
+fn check_token_shape(sql: &str) -> Result<(), QueryError> {
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
         return Ok(());
     };
+    let mut depth = 0usize;
+    for token in &tokens {
+        match token.token {
+            Token::LParen => {
+                depth += 1;
+                if depth > NESTING_MAX {
+                    return Err(unsupported(
+                        position_of(token.span),
+                        format!("the query nests parentheses more than {NESTING_MAX} levels deep"),
+                    ));
+                }
+            }
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let operators = tokens.iter().filter(|token| {
         matches!(
             &token.token,
