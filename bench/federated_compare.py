@@ -80,6 +80,8 @@ def run_mesh(arguments, json_path):
         command += ["--households", str(arguments.households)]
     if arguments.data:
         command += ["--data", arguments.data]
+    if arguments.audit_dir:
+        command += ["--audit-dir", arguments.audit_dir]
     print("$", " ".join(command), flush=True)
     completed = subprocess.run(command)
     if completed.returncode != 0:
@@ -95,6 +97,8 @@ def main():
     parser.add_argument("--households", type=int, help="households in all (default: the bench's 3,000,000)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per query, after 2 warm-up runs")
     parser.add_argument("--data", help="reuse this generated data folder instead of generating")
+    parser.add_argument("--audit-dir", help="a new folder for the nodes' audit logs (e.g. under /dev/shm: "
+                        "without the one-disk fsync queue no deployment shares)")
     arguments = parser.parse_args()
     if arguments.runs < 1:
         sys.exit("--runs must be at least 1")

@@ -224,17 +224,22 @@ impl QueryService {
     }
 
     /// The entry node's side: pin the metadata index, verify, answer the subtree, release once.
-    /// `confirmed_index`: the leader's commit index as a read-index confirmed it; the node pins
+    /// `confirmed`: the leader's commit index as a read-index confirmed it; the node pins
     /// metadata at or past it (so every revocation committed before the query arrived counts).
+    /// Without it (the leader out of reach) the query is refused, and the refusal audited.
     pub async fn client_query(
         self: &Arc<Self>,
         dialer: Arc<dyn Dialer>,
         request: SignedRequest,
-        confirmed_index: u64,
+        confirmed: Result<u64, String>,
     ) -> Message {
-        let decided = self
-            .decide_client_query(dialer, request.clone(), confirmed_index)
-            .await;
+        let decided = match confirmed {
+            Ok(index) => {
+                self.decide_client_query(dialer, request.clone(), index)
+                    .await
+            }
+            Err(reason) => refusal(reason, self.snapshot().applied_index()),
+        };
         self.audited(&request, "entry", decided).await
     }
 

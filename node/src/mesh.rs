@@ -451,16 +451,15 @@ async fn serve_connection(
                                 // Confirm with the leader (read-index) that this node has applied
                                 // everything committed, revocations included, before checking
                                 // the grant; a node that cannot confirm refuses.
-                                match ask_within(&inbox, |reply| Input::FreshStatus { reply }, METADATA_CONFIRM_MS).await {
-                                    Ok(Ok(status)) => peers.queries.client_query(dialer, *request, status.applied).await,
-                                    Ok(Err(reason)) | Err(reason) => Message::Error {
-                                        message: format!(
-                                            "refused: this node cannot confirm its metadata is current \
-                                             (no read-index from the Raft leader within {METADATA_CONFIRM_MS} ms: \
-                                             {reason}); it answers no query rather than risk a revoked grant"
-                                        ),
-                                    },
-                                }
+                                let confirmed = match ask_within(&inbox, |reply| Input::FreshStatus { reply }, METADATA_CONFIRM_MS).await {
+                                    Ok(Ok(status)) => Ok(status.applied),
+                                    Ok(Err(reason)) | Err(reason) => Err(format!(
+                                        "refused: this node cannot confirm its metadata is current \
+                                         (no read-index from the Raft leader within {METADATA_CONFIRM_MS} ms: \
+                                         {reason}); it answers no query rather than risk a revoked grant"
+                                    )),
+                                };
+                                peers.queries.client_query(dialer, *request, confirmed).await
                             }
                             Ok(Message::GrantListRequest { region }) => peers.queries.grant_list(region),
                             Ok(Message::AuditHeadRequest { known_size }) => {
