@@ -30,6 +30,10 @@ pub const DRIVER_ANSWER_TIMEOUT_MS: u64 = 10_000;
 /// connection open until the idle timeout; past this wait the client is told to retry, by which
 /// time the followers have elected another leader.
 pub const FORWARD_TIMEOUT_MS: u64 = 1_500;
+/// Connections one key may hold open to a node at once; more are closed with the reason.
+pub const CONNECTIONS_PER_KEY_MAX: usize = 64;
+/// Connections a node holds open at once, all keys together; more are refused.
+pub const CONNECTIONS_OPEN_MAX: usize = 4096;
 /// How long an entry node may take to confirm with the Raft leader (read-index) that it has
 /// applied every committed entry before it checks a client's grant; past it, it refuses.
 pub const METADATA_CONFIRM_MS: u64 = 2_000;
@@ -75,6 +79,8 @@ struct Peers {
     queries: Arc<crate::federated::QueryService>,
     /// Online imports.
     imports: Arc<crate::online_import::ImportService>,
+    /// Connections open per peer key (bounded by `CONNECTIONS_PER_KEY_MAX`).
+    open: Mutex<HashMap<PublicKey, usize>>,
 }
 
 impl Peers {
@@ -328,6 +334,7 @@ pub fn start(
     let shared: crate::raft_driver::SharedMeta =
         Arc::new(std::sync::RwLock::new(Arc::new(MetaState::default())));
     let peers = Arc::new(Peers {
+        open: Mutex::new(HashMap::new()),
         queries: crate::federated::QueryService::new(
             own,
             Arc::clone(&shared),
@@ -375,6 +382,11 @@ pub fn start(
     let accept_inbox = inbox.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept_endpoint.accept().await {
+            if accept_endpoint.open_connections() >= CONNECTIONS_OPEN_MAX {
+                tracing::warn!("refusing a connection: {CONNECTIONS_OPEN_MAX} are open");
+                incoming.refuse();
+                continue;
+            }
             let inbox = accept_inbox.clone();
             let peers = Arc::clone(&peers);
             tokio::spawn(async move {
@@ -403,6 +415,39 @@ async fn serve_connection(
         connection.close(1u32.into(), b"no peer key");
         return;
     };
+    let admitted = peers.open.lock().is_ok_and(|mut open| {
+        let count = open.entry(peer).or_insert(0);
+        *count += 1;
+        *count <= CONNECTIONS_PER_KEY_MAX
+    });
+    if !admitted {
+        release(&peers, &peer);
+        tracing::warn!("peer {peer}: more than {CONNECTIONS_PER_KEY_MAX} connections; closing one");
+        connection.close(2u32.into(), b"too many connections from this key");
+        return;
+    }
+    serve_admitted(connection, inbox, &peers, peer).await;
+    release(&peers, &peer);
+}
+
+/// Forgets one open connection of `peer`.
+fn release(peers: &Peers, peer: &PublicKey) {
+    if let Ok(mut open) = peers.open.lock() {
+        if let Some(count) = open.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(peer);
+            }
+        }
+    }
+}
+
+async fn serve_admitted(
+    connection: quinn::Connection,
+    inbox: mpsc::Sender<Input>,
+    peers: &Arc<Peers>,
+    peer: PublicKey,
+) {
     let peer_raft_id = raft_id_of(&peer);
     if let Ok(mut inbound) = peers.inbound.lock() {
         inbound.insert(peer_raft_id, connection.clone());
@@ -412,7 +457,7 @@ async fn serve_connection(
             stream = connection.accept_uni() => {
                 let Ok(mut stream) = stream else { break };
                 let inbox = inbox.clone();
-                let peers = Arc::clone(&peers);
+                let peers = Arc::clone(peers);
                 tokio::spawn(async move {
                     let bytes = match stream.read_to_end(MESSAGE_BYTES_MAX).await {
                         Ok(bytes) => bytes,
@@ -442,7 +487,7 @@ async fn serve_connection(
             stream = connection.accept_bi() => {
                 let Ok((mut send, mut receive)) = stream else { break };
                 let inbox = inbox.clone();
-                let peers = Arc::clone(&peers);
+                let peers = Arc::clone(peers);
                 tokio::spawn(async move {
                     let answer = match receive.read_to_end(MESSAGE_BYTES_MAX).await {
                         Ok(bytes) => match wire::decode(&bytes) {
