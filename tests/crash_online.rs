@@ -17,16 +17,15 @@ use rand::{Rng, SeedableRng};
 use tiermesh_federation::record::HouseholdId;
 use tiermesh_storage::{Store, StoreOptions};
 
+mod support;
+use support::{path, public_key_of, tiermesh};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
 const COUNTY: &str = "520102000000";
 const KILLS: usize = 20;
 const HOUSEHOLDS_PER_CHUNK: usize = 40;
 const CHUNKS: usize = 40;
-
-fn tiermesh(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run tiermesh")
-}
 
 fn ok(args: &[&str]) -> String {
     let output = tiermesh(args);
@@ -36,19 +35,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn public_key_of(output: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix("public key "))
-        .expect("a 'public key' line")
-        .trim()
-        .to_string()
 }
 
 fn start_node(dir: &Path, addr: &str) -> Child {

@@ -12,43 +12,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod support;
+use support::{ok, path, public_key_of, text, tiermesh};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
 const SQL: &str = "SELECT cause, COUNT(*), SUM(members) FROM households GROUP BY cause";
 /// A functional deadline for a condition (not a performance assertion).
 const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
-
-fn tiermesh(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run tiermesh")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = tiermesh(args);
-    assert!(output.status.success(), "{args:?}\n{}", text(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn public_key_of(output: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix("public key "))
-        .expect("a 'public key' line")
-        .trim()
-        .to_string()
-}
 
 struct Node {
     dir: PathBuf,

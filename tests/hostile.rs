@@ -28,6 +28,9 @@ use tiermesh_federation::wire::{
     self, ImportChunk, ImportCommit, Message, SubQuery, MESSAGE_BYTES_MAX, WIRE_VERSION,
 };
 
+mod support;
+use support::{ok, path, public_key_of, text, tiermesh};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
 const NATIONAL: &str = "000000000000";
@@ -44,38 +47,6 @@ const BLOCKED_WATCH: Duration = Duration::from_millis(300);
 const REFUSED_CONNECTION: &str = "refused a connection";
 /// A term no honest node of this short-lived mesh reaches.
 const FORGED_TERM: u64 = 1_000_000;
-
-fn tiermesh(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run tiermesh")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = tiermesh(args);
-    assert!(output.status.success(), "{args:?}\n{}", text(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn public_key_of(output: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix("public key "))
-        .expect("a 'public key' line")
-        .trim()
-        .to_string()
-}
 
 fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -2,26 +2,14 @@
 //! input, reports that can be corrected and imported again, removal, and query output.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use tiermesh_federation::standard::id_number::{check_char, check_value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
+mod support;
+use support::{path, text, tiermesh};
+
 const COUNTY: &str = "520102000000";
 const AS_OF: &str = "2026-06-30";
-
-fn tiermesh(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run tiermesh")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 fn init(dir: &Path) {
     let output = tiermesh(&[
@@ -34,10 +22,6 @@ fn init(dir: &Path) {
         "test county",
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-}
-
-fn path(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 /// A valid ID number born on `birth` (YYYYMMDD) with sequence `sequence` (odd = male).

@@ -10,42 +10,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod support;
+use support::{ok, public_key_of, text, tiermesh};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 /// A functional deadline for a condition to become true (not a performance assertion: the
 /// figures are measured by the benchmark).
 const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
 
-fn tiermesh(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run tiermesh")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = tiermesh(args);
-    assert!(output.status.success(), "{args:?}\n{}", text(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn free_port() -> u16 {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.local_addr().expect("addr").port()
-}
-
-fn public_key_of(output: &str) -> String {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix("public key "))
-        .expect("a 'public key' line")
-        .trim()
-        .to_string()
 }
 
 /// A node process and its directory.
