@@ -15,12 +15,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_crypto::{PublicKey, SigningKey};
 use tiermesh_federation::date::Date;
 use tiermesh_federation::grant::{sign_request, Grant, QueryRequest};
-use tiermesh_federation::meta::{
-    sign_registration, sign_role_change, MetaCommand, NodeRegistration, RoleChange,
-};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
-use tiermesh_federation::wire::{FederatedAnswer, MeshStatus, Message, Role};
+use tiermesh_federation::wire::{FederatedAnswer, Message, Role};
 use tiermesh_storage::StoreOptions;
 
 use crate::client::load_key;
@@ -613,7 +610,21 @@ async fn bench(
     today: Date,
 ) -> Result<Vec<Measured>> {
     let started = Instant::now();
-    let status = start_mesh(nodes, officer, staff_key, credentials, options.tick_ms).await?;
+    let (status, _) = demo::start_mesh(
+        nodes,
+        officer,
+        &demo::GrantPlan {
+            officer_file: &credentials.officer,
+            audience: staff_key,
+            min_cell: MIN_CELL,
+            valid_days: GRANT_VALID_DAYS,
+            depth: 0,
+            out: &credentials.grant,
+        },
+        options.tick_ms,
+    )
+    .await
+    .context("starting the benchmark mesh")?;
     let voters = status
         .nodes
         .iter()
@@ -730,98 +741,6 @@ async fn timed_query(
         answered,
         whole,
     })
-}
-
-/// Registers every node through the national node, starts them, promotes two provinces to
-/// voters, records the staff key's national grant, and waits until every node applied it.
-async fn start_mesh(
-    nodes: &mut Nodes,
-    officer: &SigningKey,
-    staff_key: PublicKey,
-    credentials: &Credentials,
-    tick_ms: u64,
-) -> Result<MeshStatus> {
-    nodes.national.start(Vec::new(), tick_ms)?;
-    let national = nodes.national.session(officer).await?;
-    let registrations: Vec<NodeRegistration> =
-        nodes.all().skip(1).map(DemoNode::registration).collect();
-    for registration in registrations {
-        let name = registration.name.clone();
-        let command = MetaCommand::RegisterNode(sign_registration(officer, registration));
-        national
-            .commit(&Message::Propose { command })
-            .await
-            .with_context(|| format!("registering {name}"))?;
-    }
-    let bootstrap = vec![(nodes.national.public_key, nodes.national.addr)];
-    for node in nodes.all_mut().skip(1) {
-        node.start(bootstrap.clone(), tick_ms)?;
-    }
-
-    let voters: Vec<PublicKey> = nodes
-        .provinces
-        .iter()
-        .take(2)
-        .map(|node| node.public_key)
-        .collect();
-    demo::wait_for_status(&national, "the provinces added as learners", |status| {
-        voters
-            .iter()
-            .all(|key| demo::role_of(status, key).is_some_and(|role| role != Role::Pending))
-    })
-    .await?;
-    for key in &voters {
-        let change = sign_role_change(
-            officer,
-            RoleChange {
-                node: *key,
-                voter: true,
-                nonce: demo::random_u64()?,
-            },
-        );
-        national
-            .commit(&Message::ChangeRole(change))
-            .await
-            .with_context(|| format!("promoting {key} to voter"))?;
-    }
-
-    let grant = grant_cli::issue(
-        &credentials.officer,
-        &grant_cli::LinkArgs {
-            audience: staff_key,
-            scope: vec![RegionCode::NATIONAL],
-            tables: vec![Table::Households, Table::Persons],
-            dimensions: None,
-            measures: None,
-            min_cell: MIN_CELL,
-            valid_days: GRANT_VALID_DAYS,
-            depth: 0,
-        },
-        &credentials.grant,
-    )?;
-    let grant_index = national
-        .commit(&Message::Propose {
-            command: MetaCommand::RecordGrant(Box::new(grant)),
-        })
-        .await
-        .context("recording the benchmark grant")?;
-
-    let node_count = nodes.all().count();
-    let target = grant_index.max(demo::request_status(&national).await?.commit);
-    let status = demo::wait_for_status(&national, "every node registered and in step", |status| {
-        status.nodes.len() == node_count
-            && status.nodes.iter().all(|node| node.role != Role::Pending)
-            && status
-                .nodes
-                .iter()
-                .filter(|node| node.role == Role::Voter)
-                .count()
-                == voters.len() + 1
-    })
-    .await?;
-    demo::wait_all_applied(nodes, target).await?;
-    national.close().await;
-    Ok(status)
 }
 
 /// Fails unless every region the query reaches answered and no cell was withheld.

@@ -3,7 +3,7 @@
 //! temporary folder, QUIC on 127.0.0.1, the officer's requests through `client::Session`.
 //! Figures only mean something from a release build.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,7 +86,7 @@ impl BenchNode {
             region,
             dir,
             public_key,
-            addr: free_addr()?,
+            addr: crate::demo::free_addr()?,
             store: None,
             running: None,
         })
@@ -148,14 +148,6 @@ impl BenchNode {
         self.store = None;
         stopped
     }
-}
-
-/// A UDP port on 127.0.0.1 that was free a moment ago (the node binds it right after).
-fn free_addr() -> Result<SocketAddr> {
-    let socket = UdpSocket::bind("127.0.0.1:0").context("binding a UDP socket on 127.0.0.1")?;
-    socket
-        .local_addr()
-        .context("the local address of a UDP socket")
 }
 
 /// The benchmark's nodes.

@@ -218,12 +218,29 @@ impl DemoNode {
     }
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_addr() -> Result<SocketAddr> {
-    let socket = UdpSocket::bind("127.0.0.1:0").context("binding a UDP socket on 127.0.0.1")?;
-    socket
-        .local_addr()
-        .context("the local address of a UDP socket")
+/// Ports a local mesh listens on: below Linux's ephemeral range (32768 and up), so that the
+/// client endpoints of nodes started earlier, which bind ephemeral ports, never take a port
+/// chosen for a node that starts later.
+pub(crate) const LOCAL_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// Ports tried before giving up.
+const LOCAL_PORT_TRIES: usize = 1_000;
+
+/// A UDP port on 127.0.0.1 in `LOCAL_PORTS` that was free a moment ago.
+pub(crate) fn free_addr() -> Result<SocketAddr> {
+    for _ in 0..LOCAL_PORT_TRIES {
+        let span = u64::from(LOCAL_PORTS.end - LOCAL_PORTS.start);
+        let port = LOCAL_PORTS.start + (random_u64()? % span) as u16;
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+            return socket
+                .local_addr()
+                .context("the local address of a UDP socket");
+        }
+    }
+    bail!(
+        "no free UDP port on 127.0.0.1 in {}..{} after {LOCAL_PORT_TRIES} tries",
+        LOCAL_PORTS.start,
+        LOCAL_PORTS.end
+    )
 }
 
 fn region(value: u64) -> Result<RegionCode> {
@@ -564,91 +581,20 @@ async fn demo(
     today: tiermesh_federation::date::Date,
 ) -> Result<()> {
     let mesh_started = Instant::now();
-    nodes.national.start(Vec::new(), options.tick_ms)?;
-    let national = nodes.national.session(officer).await?;
-
-    // Every other node is registered by the officer, then started with the national node as
-    // its bootstrap peer; the leader adds registered nodes as learners.
-    let registrations: Vec<NodeRegistration> =
-        nodes.all().skip(1).map(DemoNode::registration).collect();
-    for registration in registrations {
-        let name = registration.name.clone();
-        let command = MetaCommand::RegisterNode(sign_registration(officer, registration));
-        national
-            .commit(&Message::Propose { command })
-            .await
-            .with_context(|| format!("registering {name}"))?;
-    }
-    let bootstrap = vec![(nodes.national.public_key, nodes.national.addr)];
-    for node in nodes.all_mut().skip(1) {
-        node.start(bootstrap.clone(), options.tick_ms)?;
-    }
-
-    // Two provinces become voters (with the national node: three).
-    let voters: Vec<PublicKey> = nodes
-        .provinces
-        .iter()
-        .take(2)
-        .map(|node| node.public_key)
-        .collect();
-    wait_for_status(&national, "the provinces added as learners", |status| {
-        voters
-            .iter()
-            .all(|key| role_of(status, key).is_some_and(|role| role != Role::Pending))
-    })
-    .await?;
-    for key in &voters {
-        let change = sign_role_change(
-            officer,
-            RoleChange {
-                node: *key,
-                voter: true,
-                nonce: random_u64()?,
-            },
-        );
-        national
-            .commit(&Message::ChangeRole(change))
-            .await
-            .with_context(|| format!("promoting {key} to voter"))?;
-    }
-
-    // A national grant for the staff key, recorded in the mesh.
-    let grant = grant_cli::issue(
-        &paths.officer,
-        &grant_cli::LinkArgs {
+    let (status, target) = start_mesh(
+        nodes,
+        officer,
+        &GrantPlan {
+            officer_file: &paths.officer,
             audience: staff_key,
-            scope: vec![RegionCode::NATIONAL],
-            tables: vec![Table::Households, Table::Persons],
-            dimensions: None,
-            measures: None,
             min_cell: 5,
             valid_days: 30,
             depth: 1,
+            out: &paths.grant,
         },
-        &paths.grant,
-    )?;
-    let command = MetaCommand::RecordGrant(Box::new(grant));
-    let grant_index = national
-        .commit(&Message::Propose { command })
-        .await
-        .context("recording the grant")?;
-
-    // Every node applies everything committed so far (the grant included).
-    let target = grant_index.max(request_status(&national).await?.commit);
-    let status = wait_for_status(&national, "every node registered and in step", |status| {
-        status.nodes.len() == nodes.all().count()
-            && status.nodes.iter().all(|node| node.role != Role::Pending)
-            && status
-                .nodes
-                .iter()
-                .filter(|node| node.role == Role::Voter)
-                .count()
-                == voters.len() + 1
-    })
+        options.tick_ms,
+    )
     .await?;
-    wait_all_applied(nodes, target).await?;
-    let status = request_status(&national).await.unwrap_or(status);
-    national.close().await;
     println!(
         "\nmesh: {} nodes up in {:.1} s ({} voters, {} learners); every node applied the \
          metadata through index {target}",
@@ -698,6 +644,116 @@ async fn demo(
         print!("{}", grant_cli::coverage_text(&answer));
     }
     Ok(())
+}
+
+/// The national grant a mesh starts with.
+pub(crate) struct GrantPlan<'a> {
+    /// The officer's key file (it signs the grant).
+    pub(crate) officer_file: &'a Path,
+    pub(crate) audience: PublicKey,
+    pub(crate) min_cell: u32,
+    pub(crate) valid_days: u64,
+    pub(crate) depth: u8,
+    /// Where the grant file is written.
+    pub(crate) out: &'a Path,
+}
+
+/// Starts the national node, registers every other node and starts it with the national node
+/// as its bootstrap peer, promotes the first two provinces to voters, records `plan`'s national
+/// grant, and waits until every node has applied everything committed. Returns the national
+/// node's view of the mesh and the index every node has applied.
+pub(crate) async fn start_mesh(
+    nodes: &mut Nodes,
+    officer: &SigningKey,
+    plan: &GrantPlan<'_>,
+    tick_ms: u64,
+) -> Result<(MeshStatus, u64)> {
+    nodes.national.start(Vec::new(), tick_ms)?;
+    let national = nodes.national.session(officer).await?;
+
+    // Every other node is registered by the officer, then started with the national node as
+    // its bootstrap peer; the leader adds registered nodes as learners.
+    let registrations: Vec<NodeRegistration> =
+        nodes.all().skip(1).map(DemoNode::registration).collect();
+    for registration in registrations {
+        let name = registration.name.clone();
+        let command = MetaCommand::RegisterNode(sign_registration(officer, registration));
+        national
+            .commit(&Message::Propose { command })
+            .await
+            .with_context(|| format!("registering {name}"))?;
+    }
+    let bootstrap = vec![(nodes.national.public_key, nodes.national.addr)];
+    for node in nodes.all_mut().skip(1) {
+        node.start(bootstrap.clone(), tick_ms)?;
+    }
+
+    // Two provinces become voters (with the national node: three).
+    let voters: Vec<PublicKey> = nodes
+        .provinces
+        .iter()
+        .take(2)
+        .map(|node| node.public_key)
+        .collect();
+    wait_for_status(&national, "the provinces added as learners", |status| {
+        voters
+            .iter()
+            .all(|key| role_of(status, key).is_some_and(|role| role != Role::Pending))
+    })
+    .await?;
+    for key in &voters {
+        let change = sign_role_change(
+            officer,
+            RoleChange {
+                node: *key,
+                voter: true,
+                nonce: random_u64()?,
+            },
+        );
+        national
+            .commit(&Message::ChangeRole(change))
+            .await
+            .with_context(|| format!("promoting {key} to voter"))?;
+    }
+
+    // A national grant for the staff key, recorded in the mesh.
+    let grant = grant_cli::issue(
+        plan.officer_file,
+        &grant_cli::LinkArgs {
+            audience: plan.audience,
+            scope: vec![RegionCode::NATIONAL],
+            tables: vec![Table::Households, Table::Persons],
+            dimensions: None,
+            measures: None,
+            min_cell: plan.min_cell,
+            valid_days: plan.valid_days,
+            depth: plan.depth,
+        },
+        plan.out,
+    )?;
+    let command = MetaCommand::RecordGrant(Box::new(grant));
+    let grant_index = national
+        .commit(&Message::Propose { command })
+        .await
+        .context("recording the grant")?;
+
+    // Every node applies everything committed so far (the grant included).
+    let target = grant_index.max(request_status(&national).await?.commit);
+    let status = wait_for_status(&national, "every node registered and in step", |status| {
+        status.nodes.len() == nodes.all().count()
+            && status.nodes.iter().all(|node| node.role != Role::Pending)
+            && status
+                .nodes
+                .iter()
+                .filter(|node| node.role == Role::Voter)
+                .count()
+                == voters.len() + 1
+    })
+    .await?;
+    wait_all_applied(nodes, target).await?;
+    let status = request_status(&national).await.unwrap_or(status);
+    national.close().await;
+    Ok((status, target))
 }
 
 /// Polls every node, with its own key, until its applied index reaches `target`.
