@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,7 +18,7 @@ use tiermesh_federation::record::HouseholdId;
 use tiermesh_storage::{Store, StoreOptions};
 
 mod support;
-use support::{path, public_key_of, tiermesh};
+use support::{free_port, path, public_key_of, tiermesh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
@@ -125,10 +125,7 @@ fn acknowledged_online_imports_survive_sigkill() {
     let officer_key = public_key_of(&ok(&["keygen", "--out", path(&officer)]));
     let dir = root.path().join("node");
     ok(&["init", "--dir", path(&dir), "--region", COUNTY]);
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     ok(&[
         "mesh",

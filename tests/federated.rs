@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{ok, path, public_key_of, text, tiermesh};
+use support::{free_port, ok, path, public_key_of, text, tiermesh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
@@ -41,10 +41,7 @@ impl Node {
             "--name",
             name,
         ]);
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         Node {
             dir,
             key: public_key_of(&output),

@@ -5,7 +5,7 @@
 //! the mesh still answers a good federated query with full coverage and no node has exited.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use tiermesh_federation::wire::{
 };
 
 mod support;
-use support::{ok, path, public_key_of, text, tiermesh};
+use support::{free_port, ok, path, public_key_of, text, tiermesh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
@@ -102,10 +102,7 @@ impl Node {
             "--name",
             name,
         ]);
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         Node {
             dir,
             key: public_key_of(&output).parse().expect("node key"),

@@ -3,7 +3,7 @@
 //! keys that are not registered kept out.
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,17 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{ok, public_key_of, text, tiermesh};
+use support::{free_port, ok, public_key_of, text, tiermesh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 /// A functional deadline for a condition to become true (not a performance assertion: the
 /// figures are measured by the benchmark).
 const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
-}
 
 /// A node process and its directory.
 struct Node {

@@ -4,14 +4,14 @@
 //! refused with the reason; rows reported as stored survive SIGKILL.
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
 mod support;
-use support::{ok, path, public_key_of, text, tiermesh};
+use support::{free_port, ok, path, public_key_of, text, tiermesh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
@@ -52,10 +52,7 @@ fn operators_import_into_a_running_node_and_others_are_refused() {
 
     let dir = root.path().join("nanming");
     ok(&["init", "--dir", path(&dir), "--region", COUNTY]);
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     ok(&[
         "mesh",

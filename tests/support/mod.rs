@@ -44,3 +44,21 @@ pub fn public_key_of(output: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Ports the tests' nodes listen on: below Linux's ephemeral range (32768 and up), so that no
+/// client endpoint, which binds an ephemeral port, takes a port chosen for a node that has not
+/// started yet.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A UDP port on 127.0.0.1 in `NODE_PORTS` that was free a moment ago.
+pub fn free_port() -> u16 {
+    use rand::Rng;
+    let mut random = rand::rngs::OsRng;
+    for _ in 0..1_000 {
+        let port = random.gen_range(NODE_PORTS);
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port in {NODE_PORTS:?}");
+}
