@@ -170,6 +170,12 @@ impl<O: Outbox> Driver<O> {
             max_inflight_msgs: INFLIGHT_APPENDS_MAX,
             check_quorum: true,
             pre_vote: true,
+            // Read-index by leader lease: the leader answers from its commit index without a
+            // heartbeat round to every member (74 learners in the 77-node benchmark: about 6 ms
+            // of each federated query). Safe while clocks drift little against the election
+            // timeout: with check_quorum a leader cut off from its quorum steps down within one
+            // election timeout, and the others elect no new leader before theirs has passed.
+            read_only_option: raft::ReadOnlyOption::LeaseBased,
             ..Default::default()
         };
         config.validate().context("raft configuration")?;
