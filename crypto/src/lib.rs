@@ -9,6 +9,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 
 pub mod audit;
+pub mod hex;
 
 /// The prefix of every domain-separated message: `tiermesh/` ++ domain ++ 0x00 ++ body.
 pub const DOMAIN_PREFIX: &[u8] = b"tiermesh/";
@@ -93,10 +94,7 @@ pub struct PublicKey(pub [u8; 32]);
 
 impl std::fmt::Display for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(&self.0))
     }
 }
 
@@ -113,16 +111,7 @@ impl std::str::FromStr for PublicKey {
         let error = CryptoError::PublicKey {
             length: text.chars().count(),
         };
-        if text.len() != 64 {
-            return Err(error);
-        }
-        let mut bytes = [0u8; 32];
-        for (index, byte) in bytes.iter_mut().enumerate() {
-            *byte =
-                u8::from_str_radix(text.get(index * 2..index * 2 + 2).ok_or(error.clone())?, 16)
-                    .map_err(|_| error.clone())?;
-        }
-        Ok(PublicKey(bytes))
+        hex::decode_array(text).map(PublicKey).ok_or(error)
     }
 }
 
@@ -228,9 +217,8 @@ mod tests {
     #[test]
     fn sha256_matches_the_standard_vector() {
         let digest = sha256(b"abc");
-        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
         assert_eq!(
-            hex,
+            hex::encode(&digest),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

@@ -38,7 +38,7 @@ impl Random {
 }
 
 fn hex(hash: &[u8; 32]) -> String {
-    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+    tiermesh_crypto::hex::encode(hash)
 }
 
 /// The leaf hashes of a log whose entry `i` is `i` as eight big-endian bytes.

@@ -14,10 +14,10 @@
 //! inside a `wire::Message` is decoded by serde without passing through `Grant::decode`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use bincode::Options;
 use serde::{Deserialize, Serialize};
+use tiermesh_crypto::hex;
 use tiermesh_crypto::{sha256, sign_domain, PublicKey, SigningKey};
 
 use crate::date::Date;
@@ -156,7 +156,7 @@ impl Grant {
         if self.ids().contains(&child.id) {
             return Err(GrantError::DuplicateId {
                 link: index,
-                id: hex(&child.id),
+                id: hex::encode(&child.id),
             });
         }
         check_narrowing(index, &leaf.link, &child)?;
@@ -484,7 +484,7 @@ pub fn verify(
         if !seen_ids.insert(link.id) {
             return Err(GrantError::DuplicateId {
                 link: index,
-                id: hex(&link.id),
+                id: hex::encode(&link.id),
             });
         }
         match index.checked_sub(1).map(|parent| &grant.links[parent]) {
@@ -494,8 +494,8 @@ pub fn verify(
                 if link.parent != expected {
                     return Err(GrantError::ParentHash {
                         link: index,
-                        found: hex(&link.parent),
-                        expected: hex(&expected),
+                        found: hex::encode(&link.parent),
+                        expected: hex::encode(&expected),
                     });
                 }
                 if link.issuer != parent.link.audience {
@@ -525,7 +525,7 @@ pub fn verify(
         if revoked(&link.id) {
             return Err(GrantError::Revoked {
                 link: index,
-                id: hex(&link.id),
+                id: hex::encode(&link.id),
             });
         }
     }
@@ -726,7 +726,9 @@ impl ReplayCache {
     fn admit(&mut self, id: [u8; 16], now: u64) -> Result<(), GrantError> {
         self.forget_before(now.saturating_sub(REPLAY_WINDOW_SECONDS));
         if self.seen.contains_key(&id) {
-            return Err(GrantError::Replay { query_id: hex(&id) });
+            return Err(GrantError::Replay {
+                query_id: hex::encode(&id),
+            });
         }
         if self.seen.len() >= REPLAY_IDS_MAX {
             return Err(GrantError::ReplayCacheFull {
@@ -846,8 +848,8 @@ fn check_root(link: &GrantLink, state: &MetaState) -> Result<(), GrantError> {
     if link.parent != [0; 32] {
         return Err(GrantError::ParentHash {
             link: 0,
-            found: hex(&link.parent),
-            expected: hex(&[0; 32]),
+            found: hex::encode(&link.parent),
+            expected: hex::encode(&[0; 32]),
         });
     }
     let Some(officer) = state.officer(&link.issuer) else {
@@ -1090,28 +1092,12 @@ fn literal_region(literal: &Literal) -> Option<RegionCode> {
 
 /// A grant id as 32 lowercase hex digits, as `grant show` prints it.
 pub fn id_hex(id: &[u8; 16]) -> String {
-    hex(id)
+    hex::encode(id)
 }
 
 /// A grant id from 32 hex digits.
 pub fn parse_id(text: &str) -> Option<[u8; 16]> {
-    let text = text.trim();
-    if text.len() != 32 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (index, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
-    }
-    Some(id)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    tiermesh_crypto::hex::decode_array(text.trim())
 }
 
 fn join<T: std::fmt::Display>(values: &[T]) -> String {

@@ -239,7 +239,7 @@ fn encoded(message: &Message) -> Vec<u8> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    tiermesh_crypto::hex::encode(bytes)
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tiermesh_crypto::audit::{consistency_proof, verify_consistency, verify_head, TreeHead};
+use tiermesh_crypto::hex;
 use tiermesh_crypto::{PublicKey, SigningKey};
 use tiermesh_federation::wire::{AuditHeadReply, Message};
 use tiermesh_storage::audit_log::{read_log, AuditLog, Decision, AUDIT_LOG_FILE};
@@ -79,10 +80,6 @@ pub fn head_reply(audit: Option<&Arc<Mutex<AuditLog>>>, known_size: Option<u64>)
             .unwrap_or_default(),
         proof,
     }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn node_and_audit_key(dir: &Path, audit_key: Option<PublicKey>) -> Result<(NodeDir, PublicKey)> {
@@ -192,7 +189,7 @@ pub fn verify_dir(dir: &Path, audit_key: Option<PublicKey>) -> Result<String> {
         text.push_str(&format!(
             "newest head: size {} root {} at {}\n",
             head.head.size,
-            hex(&head.head.root),
+            hex::encode(&head.head.root),
             utc(head.head.time_ms)
         ));
     }
@@ -298,7 +295,7 @@ pub fn verify_remote(
     let mut text = format!(
         "node {node}: signed head size {} root {} at {} (audit key {})\n",
         head.size,
-        hex(&head.root),
+        hex::encode(&head.root),
         utc(head.time_ms),
         reply.audit_key
     );
@@ -326,7 +323,7 @@ pub fn verify_remote(
         SeenHead {
             audit_key: reply.audit_key.to_string(),
             size: head.size,
-            root: hex(&head.root),
+            root: hex::encode(&head.root),
             time_ms: head.time_ms,
         },
     );
@@ -358,7 +355,7 @@ fn does_not_extend(seen: &SeenHead, head: &TreeHead, reply: &AuditHeadReply) -> 
             head.size
         ));
     }
-    let Some(old_root) = unhex32(&seen.root) else {
+    let Some(old_root) = hex::decode_array::<32>(&seen.root) else {
         return Some("the state file's root is not valid hex".to_string());
     };
     match verify_consistency(seen.size, head.size, &old_root, &head.root, &reply.proof) {
@@ -370,15 +367,4 @@ fn does_not_extend(seen: &SeenHead, head: &TreeHead, reply: &AuditHeadReply) -> 
             utc(seen.time_ms)
         )),
     }
-}
-
-fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (index, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * index..2 * index + 2)?, 16).ok()?;
-    }
-    Some(out)
 }

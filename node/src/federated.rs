@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tiermesh_crypto::hex;
 use tiermesh_crypto::PublicKey;
 use tiermesh_federation::disclosure::disclose;
 use tiermesh_federation::fanout::{self, FanOut, MissingReason, SubAnswer};
@@ -143,19 +144,19 @@ impl QueryService {
         let record = AuditRecord {
             seq: 0,
             time_ms: now_ms(),
-            query_id: hex(&query.query_id),
+            query_id: hex::encode(&query.query_id),
             // The grant may be malformed (refused for it): no leaf, no id.
             grant_id: query
                 .grant
                 .links
                 .last()
-                .map_or_else(String::new, |leaf| hex(&leaf.link.id)),
+                .map_or_else(String::new, |leaf| hex::encode(&leaf.link.id)),
             requester: query
                 .grant
                 .links
                 .last()
                 .map_or_else(String::new, |leaf| leaf.link.audience.to_string()),
-            plan_digest: hex(&tiermesh_crypto::sha256(&digest_input)),
+            plan_digest: hex::encode(&tiermesh_crypto::sha256(&digest_input)),
             role: role.to_string(),
             scope: facts.scope.iter().map(ToString::to_string).collect(),
             rows_scanned: facts.rows_scanned,
@@ -516,10 +517,6 @@ impl QueryService {
         }
         fan.finish()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn error(message: &str) -> Message {

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ring::rand::SecureRandom;
+use tiermesh_crypto::hex;
 use tiermesh_crypto::PublicKey;
 use tiermesh_federation::date::Date;
 use tiermesh_federation::grant::{sign_request, Grant, GrantLink, QueryRequest};
@@ -208,7 +209,7 @@ pub fn render_list(list: &GrantList, format: crate::output::Format) -> Result<St
             }
             Some((id, record)) => format!(
                 "revoked through link {} (index {})",
-                &hex(id)[..8],
+                &hex::encode(id)[..8],
                 record.index
             ),
             None if listing.grant.leaf().expires <= now_seconds() => "expired".to_string(),
@@ -221,14 +222,14 @@ pub fn render_list(list: &GrantList, format: crate::output::Format) -> Result<St
             .iter()
             .map(|listing| {
                 let mut value = grant_json(&listing.grant);
-                value["id"] = serde_json::json!(hex(&listing.grant.leaf().id));
+                value["id"] = serde_json::json!(hex::encode(&listing.grant.leaf().id));
                 value["status"] = serde_json::json!(status(listing));
                 value["revoked"] = listing
                     .revoked
                     .iter()
                     .map(|(id, record)| {
                         serde_json::json!({
-                            "id": hex(id),
+                            "id": hex::encode(id),
                             "by": record.by.to_string(),
                             "reason": record.reason,
                             "at": record.at,
@@ -254,7 +255,7 @@ pub fn render_list(list: &GrantList, format: crate::output::Format) -> Result<St
     for listing in &list.grants {
         let leaf = listing.grant.leaf();
         table.add_row([
-            hex(&leaf.id),
+            hex::encode(&leaf.id),
             short(&leaf.audience),
             leaf.scope
                 .iter()
@@ -297,18 +298,14 @@ pub fn delegate(holder_key: &Path, grant: &Path, args: &LinkArgs, out: &Path) ->
     Ok(child)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// A grant as JSON (for `grant show --format json`).
 pub fn grant_json(grant: &Grant) -> serde_json::Value {
     serde_json::json!({
         "links": grant.links.iter().map(|signed| {
             let link = &signed.link;
             serde_json::json!({
-                "id": hex(&link.id),
-                "parent": hex(&link.parent),
+                "id": hex::encode(&link.id),
+                "parent": hex::encode(&link.parent),
                 "issuer": link.issuer.to_string(),
                 "audience": link.audience.to_string(),
                 "scope": link.scope.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -333,7 +330,7 @@ pub fn grant_text(grant: &Grant) -> String {
             "link {index} {}\n  issuer   {}\n  audience {}\n  scope    {}\n  tables   {}\n  \
              dimensions {}\n  measures {}\n  min cell {}\n  valid    {} .. {} (unix seconds)\n  \
              may delegate {} more\n",
-            hex(&link.id),
+            hex::encode(&link.id),
             link.issuer,
             link.audience,
             link.scope

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use tiermesh_crypto::hex;
 use tiermesh_crypto::PublicKey;
 use tiermesh_federation::date::Date;
 use tiermesh_federation::region::RegionCode;
@@ -164,7 +165,7 @@ impl ImportService {
                 bail!(
                     "upload {} is not known here (it may have been idle past {} s, or the node \
                      restarted): start it again",
-                    hex(&chunk.upload),
+                    hex::encode(&chunk.upload),
                     IMPORT_UPLOAD_IDLE_MS / 1000
                 );
             }
@@ -186,7 +187,7 @@ impl ImportService {
                     uploads.len()
                 );
             }
-            let dir = settings.staging.join(hex(&chunk.upload));
+            let dir = settings.staging.join(hex::encode(&chunk.upload));
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating the staging folder {}", dir.display()))?;
             uploads.insert(
@@ -205,10 +206,16 @@ impl ImportService {
             .get_mut(&chunk.upload)
             .ok_or_else(|| anyhow!("the upload vanished"))?;
         if upload.owner != peer {
-            bail!("upload {} belongs to another key", hex(&chunk.upload));
+            bail!(
+                "upload {} belongs to another key",
+                hex::encode(&chunk.upload)
+            );
         }
         if upload.importing {
-            bail!("upload {} is being imported already", hex(&chunk.upload));
+            bail!(
+                "upload {} is being imported already",
+                hex::encode(&chunk.upload)
+            );
         }
         upload.touched = Instant::now();
         let file = chunk.file as usize;
@@ -223,7 +230,7 @@ impl ImportService {
         } else if file > upload.files.len() {
             bail!(
                 "file {file} of upload {} comes before file {}",
-                hex(&chunk.upload),
+                hex::encode(&chunk.upload),
                 upload.files.len()
             );
         }
@@ -264,15 +271,20 @@ impl ImportService {
             let upload = uploads
                 .get_mut(&commit.upload)
                 .filter(|upload| upload.owner == peer)
-                .ok_or_else(|| anyhow!("upload {} is not known here", hex(&commit.upload)))?;
+                .ok_or_else(|| {
+                    anyhow!("upload {} is not known here", hex::encode(&commit.upload))
+                })?;
             if upload.importing {
-                bail!("upload {} is being imported already", hex(&commit.upload));
+                bail!(
+                    "upload {} is being imported already",
+                    hex::encode(&commit.upload)
+                );
             }
             if upload.files.len() != commit.files as usize {
                 bail!(
                     "the node holds {} files of upload {}, the client sent {}",
                     upload.files.len(),
-                    hex(&commit.upload),
+                    hex::encode(&commit.upload),
                     commit.files
                 );
             }
@@ -378,10 +390,6 @@ fn plain_name(name: &str) -> String {
     } else {
         plain
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// How `tiermesh import --connect` runs.

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tiermesh_crypto::audit::{leaf_hash, sign_head, verify_head, Frontier, TreeHead};
+use tiermesh_crypto::hex;
 use tiermesh_crypto::{PublicKey, SigningKey};
 
 use crate::error::StorageError;
@@ -146,39 +147,15 @@ fn io_error(path: &Path, operation: &'static str, error: std::io::Error) -> Stor
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (index, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-fn unhex_vec(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len() / 2)
-        .map(|index| u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok())
-        .collect()
-}
-
 fn head_line(signed: &SignedHead) -> HeadLine {
     HeadLine {
         head: HeadFields {
             node: signed.head.node.to_string(),
             size: signed.head.size,
-            root: hex(&signed.head.root),
+            root: hex::encode(&signed.head.root),
             time_ms: signed.head.time_ms,
         },
-        signature: hex(&signed.signature),
+        signature: hex::encode(&signed.signature),
     }
 }
 
@@ -187,10 +164,10 @@ fn parse_head(line: &HeadLine) -> Option<SignedHead> {
         head: TreeHead {
             node: line.head.node.parse().ok()?,
             size: line.head.size,
-            root: unhex::<32>(&line.head.root)?,
+            root: hex::decode_array::<32>(&line.head.root)?,
             time_ms: line.head.time_ms,
         },
-        signature: unhex_vec(&line.signature)?,
+        signature: hex::decode(&line.signature)?,
     })
 }
 

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tiermesh_crypto::hex;
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -226,7 +227,7 @@ impl Store {
             let row =
                 row_codec::decode_household(value).map_err(|source| StorageError::Corrupt {
                     table: CF_HOUSEHOLDS,
-                    key: hex(key),
+                    key: hex::encode(key),
                     source,
                 })?;
             image.upsert_household(&row);
@@ -239,7 +240,7 @@ impl Store {
         while let (Some(key), Some(value)) = (rows.key(), rows.value()) {
             let row = row_codec::decode_person(value).map_err(|source| StorageError::Corrupt {
                 table: CF_PERSONS,
-                key: hex(key),
+                key: hex::encode(key),
                 source,
             })?;
             if !image.upsert_person(&row) {
@@ -288,7 +289,7 @@ impl Store {
             persons.push(row_codec::decode_person(&value).map_err(|source| {
                 StorageError::Corrupt {
                     table: CF_PERSONS,
-                    key: hex(&key),
+                    key: hex::encode(&key),
                     source,
                 }
             })?);
@@ -590,8 +591,4 @@ impl RaftDb {
             .write_opt(batch.batch, &self.write_options)
             .map_err(|e| StorageError::engine("write", e))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
