@@ -205,6 +205,16 @@ pub struct MeshStatus {
     pub nodes: Vec<NodeStatus>,
 }
 
+impl MeshStatus {
+    /// The role of the node `key`, if it is registered.
+    pub fn role_of(&self, key: &PublicKey) -> Option<Role> {
+        self.nodes
+            .iter()
+            .find(|node| node.key == *key)
+            .map(|node| node.role)
+    }
+}
+
 /// One registered node, as the responder sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {

@@ -249,11 +249,7 @@ pub fn verify_remote(
             return Err(error).with_context(|| format!("reading {}", state_file.display()))
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let (node, reply, seen) = runtime.block_on(async {
+    let (node, reply, seen) = crate::client::block_on(async {
         let session = Session::connect(&key, connect, server_key).await?;
         let node = session
             .server_key

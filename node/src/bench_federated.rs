@@ -419,7 +419,7 @@ pub fn run(options: &FederatedOptions) -> Result<()> {
             );
         }
     }
-    demo::init_logging();
+    crate::init_logging("error");
     let topology = Topology::build()?;
     if options.data.is_none() && options.households < topology.counties.len() as u64 {
         bail!(
@@ -709,8 +709,8 @@ async fn timed_query(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64);
     let mut query_id = [0u8; 16];
-    query_id[..8].copy_from_slice(&demo::random_u64()?.to_be_bytes());
-    query_id[8..].copy_from_slice(&demo::random_u64()?.to_be_bytes());
+    query_id[..8].copy_from_slice(&crate::random_u64()?.to_be_bytes());
+    query_id[8..].copy_from_slice(&crate::random_u64()?.to_be_bytes());
     let request = sign_request(
         key,
         QueryRequest {

@@ -194,7 +194,7 @@ pub fn run(options: &MeshOptions) -> Result<()> {
     if options.commits == 0 || options.proposers == 0 {
         bail!("--commits and --proposers must be at least 1");
     }
-    init_logging();
+    crate::init_logging("warn");
     let temporary;
     let root = match &options.dir {
         Some(dir) => dir.clone(),
@@ -259,15 +259,6 @@ pub fn run(options: &MeshOptions) -> Result<()> {
     report_snapshot(&nodes, &catch_up)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// The three phases: mesh set-up, latency, backlog and catch-up. Leaves the nodes running.
 async fn benchmark(
     nodes: &mut Nodes,
@@ -289,11 +280,19 @@ async fn benchmark(
         province.start(bootstrap.clone(), options.tick_ms)?;
     }
     let province_keys = nodes.provinces.each_ref().map(|node| node.public_key);
-    wait_for_status(&national, "both provinces learners or voters", |status| {
-        province_keys
-            .iter()
-            .all(|key| role_of(status, key).is_some_and(|role| role != Role::Pending))
-    })
+    crate::client::wait_for_status(
+        &national,
+        "both provinces learners or voters",
+        CONDITION_DEADLINE_MS,
+        CONDITION_POLL_MS,
+        |status| {
+            province_keys.iter().all(|key| {
+                status
+                    .role_of(key)
+                    .is_some_and(|role| role != Role::Pending)
+            })
+        },
+    )
     .await?;
     for (nonce, key) in (1u64..).zip(province_keys) {
         let change = sign_role_change(
@@ -309,9 +308,11 @@ async fn benchmark(
             .await
             .with_context(|| format!("promoting {key} to voter"))?;
     }
-    let status = wait_for_status(
+    let status = crate::client::wait_for_status(
         &national,
         "three voters in step with the leader",
+        CONDITION_DEADLINE_MS,
+        CONDITION_POLL_MS,
         |status| {
             let voters: Vec<_> = status
                 .nodes
@@ -371,11 +372,11 @@ async fn benchmark(
         samples.len() as f64 / total.as_secs_f64()
     );
 
-    let before = request_status(&session).await?.commit;
+    let before = session.status(false).await?.commit;
     let started = Instant::now();
     build_backlog(leader, &nodes.provinces, officer, options).await?;
     let built = started.elapsed();
-    let after = request_status(&session).await?.commit;
+    let after = session.status(false).await?.commit;
     println!(
         "\nbacklog: {} proposals committed in {:.2} s ({:.0} entries/s with {} concurrent \
          proposers); leader commit {before} -> {after}",
@@ -391,7 +392,7 @@ async fn benchmark(
         .commit(&Message::Propose { command })
         .await
         .with_context(|| format!("registering {}", newcomer.name))?;
-    let target = request_status(&session).await?.commit;
+    let target = session.status(false).await?.commit;
     session.close().await;
     let catch_up = catch_up(
         &mut nodes.newcomer,
@@ -437,7 +438,7 @@ async fn catch_up(
     let mut first_applied = 0;
     let mut heard_from_leader = None;
     loop {
-        let last = match request_status(&session).await {
+        let last = match session.status(false).await {
             Ok(status) => {
                 if first_applied == 0 && status.applied > 0 {
                     first_applied = status.applied;
@@ -555,45 +556,6 @@ fn report_snapshot(nodes: &Nodes, catch_up: &CatchUp) -> Result<()> {
 
 fn registration_command(officer: &SigningKey, registration: NodeRegistration) -> MetaCommand {
     MetaCommand::RegisterNode(sign_registration(officer, registration))
-}
-
-async fn request_status(session: &Session) -> Result<MeshStatus> {
-    match session.request(&Message::StatusRequest).await? {
-        Message::StatusReply(status) => Ok(status),
-        Message::Error { message } => bail!("the node answered: {message}"),
-        other => bail!("unexpected answer {other:?}"),
-    }
-}
-
-/// Polls the node's status until `condition` holds, for at most `CONDITION_DEADLINE_MS`.
-async fn wait_for_status(
-    session: &Session,
-    what: &str,
-    condition: impl Fn(&MeshStatus) -> bool,
-) -> Result<MeshStatus> {
-    let deadline = Instant::now() + Duration::from_millis(CONDITION_DEADLINE_MS);
-    loop {
-        let last = match request_status(session).await {
-            Ok(status) if condition(&status) => return Ok(status),
-            Ok(status) => format!("{status:?}"),
-            Err(error) => format!("{error:#}"),
-        };
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: not within {} s; last: {last}",
-                CONDITION_DEADLINE_MS / 1000
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(CONDITION_POLL_MS)).await;
-    }
-}
-
-fn role_of(status: &MeshStatus, key: &PublicKey) -> Option<Role> {
-    status
-        .nodes
-        .iter()
-        .find(|node| node.key == *key)
-        .map(|node| node.role)
 }
 
 fn leader_of<'a>(nodes: &'a Nodes, status: &MeshStatus) -> Result<&'a BenchNode> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_crypto::{PublicKey, SigningKey};
-use tiermesh_federation::wire::Message;
+use tiermesh_federation::wire::{MeshStatus, Message};
 
 use crate::transport::{self, ServerTrust};
 
@@ -42,7 +42,52 @@ pub struct Session {
     pub server_key: Option<PublicKey>,
 }
 
+/// Runs `future` to its end on a new single-threaded runtime (the CLI's client commands).
+pub fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+/// Polls `session`'s status every `poll_ms` until `condition` holds, for at most `deadline_ms`.
+pub async fn wait_for_status(
+    session: &Session,
+    what: &str,
+    deadline_ms: u64,
+    poll_ms: u64,
+    condition: impl Fn(&MeshStatus) -> bool,
+) -> Result<MeshStatus> {
+    let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+    loop {
+        let last = match session.status(false).await {
+            Ok(status) if condition(&status) => return Ok(status),
+            Ok(status) => format!("{status:?}"),
+            Err(error) => format!("{error:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!("{what}: not within {} s; last: {last}", deadline_ms / 1000);
+        }
+        tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+    }
+}
+
 impl Session {
+    /// The node's view of the mesh; `fresh` answers through a Raft read-index.
+    pub async fn status(&self, fresh: bool) -> Result<MeshStatus> {
+        let request = if fresh {
+            Message::FreshStatusRequest
+        } else {
+            Message::StatusRequest
+        };
+        match self.request(&request).await? {
+            Message::StatusReply(status) => Ok(status),
+            Message::Error { message } => bail!("the node answered: {message}"),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    }
+
     /// Connects to `addr` presenting `key`; `server_key` pins the node's key when given.
     pub async fn connect(
         key: &SigningKey,

@@ -229,7 +229,7 @@ const LOCAL_PORT_TRIES: usize = 1_000;
 pub(crate) fn free_addr() -> Result<SocketAddr> {
     for _ in 0..LOCAL_PORT_TRIES {
         let span = u64::from(LOCAL_PORTS.end - LOCAL_PORTS.start);
-        let port = LOCAL_PORTS.start + (random_u64()? % span) as u16;
+        let port = LOCAL_PORTS.start + (crate::random_u64()? % span) as u16;
         if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
             return socket
                 .local_addr()
@@ -362,7 +362,7 @@ fn counties(options: &DemoOptions) -> Result<Vec<(RegionCode, String, Source)>> 
 
 /// Runs the demo.
 pub fn run(options: &DemoOptions) -> Result<()> {
-    init_logging();
+    crate::init_logging("error");
     let started = Instant::now();
     let temporary;
     let (root, keep) = match &options.dir {
@@ -536,7 +536,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         let outcome = demo(&mut nodes, &officer, staff_key, &paths, options, today).await;
         if outcome.is_ok() && options.serve {
             print_commands(&nodes, &paths, keep);
-            wait_for_shutdown().await?;
+            crate::mesh_cli::wait_for_shutdown().await?;
             println!("\nstopping the mesh");
         }
         let mut stopped = Ok(());
@@ -695,11 +695,19 @@ pub(crate) async fn start_mesh(
         .take(2)
         .map(|node| node.public_key)
         .collect();
-    wait_for_status(&national, "the provinces added as learners", |status| {
-        voters
-            .iter()
-            .all(|key| role_of(status, key).is_some_and(|role| role != Role::Pending))
-    })
+    crate::client::wait_for_status(
+        &national,
+        "the provinces added as learners",
+        CONDITION_DEADLINE_MS,
+        POLL_MS,
+        |status| {
+            voters.iter().all(|key| {
+                status
+                    .role_of(key)
+                    .is_some_and(|role| role != Role::Pending)
+            })
+        },
+    )
     .await?;
     for key in &voters {
         let change = sign_role_change(
@@ -707,7 +715,7 @@ pub(crate) async fn start_mesh(
             RoleChange {
                 node: *key,
                 voter: true,
-                nonce: random_u64()?,
+                nonce: crate::random_u64()?,
             },
         );
         national
@@ -738,20 +746,26 @@ pub(crate) async fn start_mesh(
         .context("recording the grant")?;
 
     // Every node applies everything committed so far (the grant included).
-    let target = grant_index.max(request_status(&national).await?.commit);
-    let status = wait_for_status(&national, "every node registered and in step", |status| {
-        status.nodes.len() == nodes.all().count()
-            && status.nodes.iter().all(|node| node.role != Role::Pending)
-            && status
-                .nodes
-                .iter()
-                .filter(|node| node.role == Role::Voter)
-                .count()
-                == voters.len() + 1
-    })
+    let target = grant_index.max(national.status(false).await?.commit);
+    let status = crate::client::wait_for_status(
+        &national,
+        "every node registered and in step",
+        CONDITION_DEADLINE_MS,
+        POLL_MS,
+        |status| {
+            status.nodes.len() == nodes.all().count()
+                && status.nodes.iter().all(|node| node.role != Role::Pending)
+                && status
+                    .nodes
+                    .iter()
+                    .filter(|node| node.role == Role::Voter)
+                    .count()
+                    == voters.len() + 1
+        },
+    )
     .await?;
     wait_all_applied(nodes, target).await?;
-    let status = request_status(&national).await.unwrap_or(status);
+    let status = national.status(false).await.unwrap_or(status);
     national.close().await;
     Ok((status, target))
 }
@@ -764,7 +778,7 @@ pub(crate) async fn wait_all_applied(nodes: &Nodes, target: u64) -> Result<()> {
         loop {
             let last = match node.session(&key).await {
                 Ok(session) => {
-                    let status = request_status(&session).await;
+                    let status = session.status(false).await;
                     session.close().await;
                     match status {
                         Ok(status) if status.applied >= target => break,
@@ -785,54 +799,6 @@ pub(crate) async fn wait_all_applied(nodes: &Nodes, target: u64) -> Result<()> {
         }
     }
     Ok(())
-}
-
-pub(crate) async fn request_status(session: &Session) -> Result<MeshStatus> {
-    match session.request(&Message::StatusRequest).await? {
-        Message::StatusReply(status) => Ok(status),
-        Message::Error { message } => bail!("the node answered: {message}"),
-        other => bail!("unexpected answer {other:?}"),
-    }
-}
-
-/// Polls the node's status until `condition` holds, for at most `CONDITION_DEADLINE_MS`.
-pub(crate) async fn wait_for_status(
-    session: &Session,
-    what: &str,
-    condition: impl Fn(&MeshStatus) -> bool,
-) -> Result<MeshStatus> {
-    let deadline = Instant::now() + Duration::from_millis(CONDITION_DEADLINE_MS);
-    loop {
-        let last = match request_status(session).await {
-            Ok(status) if condition(&status) => return Ok(status),
-            Ok(status) => format!("{status:?}"),
-            Err(error) => format!("{error:#}"),
-        };
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: not within {} s; last: {last}",
-                CONDITION_DEADLINE_MS / 1000
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
-    }
-}
-
-pub(crate) fn role_of(status: &MeshStatus, key: &PublicKey) -> Option<Role> {
-    status
-        .nodes
-        .iter()
-        .find(|node| node.key == *key)
-        .map(|node| node.role)
-}
-
-pub(crate) fn random_u64() -> Result<u64> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow!("the random number source failed"))?;
-    Ok(u64::from_be_bytes(bytes))
 }
 
 /// A word for a POSIX shell: quoted unless made only of safe characters.
@@ -878,23 +844,4 @@ fn print_commands(nodes: &Nodes, paths: &Paths, keep: bool) {
             " and removes the demo folder"
         }
     );
-}
-
-async fn wait_for_shutdown() -> Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
-        _ = terminate.recv() => {}
-    }
-    Ok(())
-}
-
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ring::rand::SecureRandom;
 use tiermesh_crypto::hex;
 use tiermesh_crypto::PublicKey;
 use tiermesh_federation::date::Date;
@@ -38,14 +37,6 @@ fn now_seconds() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-fn random_id() -> Result<[u8; 16]> {
-    let mut id = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut id)
-        .map_err(|_| anyhow!("the random number source failed"))?;
-    Ok(id)
-}
-
 /// Every non-personal column, and `birth_date` where persons are granted: the planner lets
 /// `birth_date` into a query only inside `age()`/`age_band()`, so granting it as a dimension
 /// grants ages and age bands, never the dates.
@@ -73,7 +64,7 @@ fn non_personal(tables: &[Table]) -> Vec<String> {
 fn link(args: &LinkArgs) -> Result<GrantLink> {
     let not_before = now_seconds();
     Ok(GrantLink {
-        id: random_id()?,
+        id: crate::random_bytes()?,
         parent: [0; 32],
         issuer: args.audience,
         audience: args.audience,
@@ -131,11 +122,7 @@ pub fn record(
 ) -> Result<u64> {
     let key = load_key(key_file)?;
     let command = tiermesh_federation::meta::MetaCommand::RecordGrant(Box::new(grant.clone()));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&key, connect, server_key).await?;
         let index = session.commit(&Message::Propose { command }).await;
         session.close().await;
@@ -163,7 +150,7 @@ pub fn revoke(
     let command = tiermesh_federation::meta::MetaCommand::RevokeGrant(
         tiermesh_federation::meta::sign_revocation(&key, revocation),
     );
-    block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&key, connect, server_key).await?;
         let index = session.commit(&Message::Propose { command }).await;
         session.close().await;
@@ -180,7 +167,7 @@ pub fn list(
     server_key: Option<PublicKey>,
 ) -> Result<GrantList> {
     let key = load_key(key_file)?;
-    block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&key, connect, server_key).await?;
         let answer = session.request(&Message::GrantListRequest { region }).await;
         session.close().await;
@@ -190,14 +177,6 @@ pub fn list(
             other => bail!("unexpected answer {other:?}"),
         }
     })
-}
-
-fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(future)
 }
 
 /// A grant list as a table for people, or JSON.
@@ -370,11 +349,7 @@ pub struct FederatedQuery {
 pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
     let key = load_key(&options.key)?;
     let grant = read_grant(&options.grant)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&key, &options.connect, options.server_key).await?;
         let entry_node = session
             .server_key
@@ -385,7 +360,7 @@ pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
         let request = sign_request(
             &key,
             QueryRequest {
-                query_id: random_id()?,
+                query_id: crate::random_bytes()?,
                 sql: options.sql.clone(),
                 as_of: options.as_of,
                 deadline_ms: now + options.deadline_ms,

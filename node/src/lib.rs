@@ -29,6 +29,31 @@ pub const EXIT_REJECTED: i32 = 1;
 /// Exit code: a fatal error; nothing further was done (rows already reported as stored stay).
 pub const EXIT_FATAL: i32 = 2;
 
+/// `N` bytes from the system's secure random number source.
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the random number source failed"))?;
+    Ok(bytes)
+}
+
+/// A random `u64` from the system's secure random number source.
+pub fn random_u64() -> anyhow::Result<u64> {
+    Ok(u64::from_be_bytes(random_bytes()?))
+}
+
+/// Logs to stderr at `default` level unless `RUST_LOG` says otherwise.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Today's date from the system clock (UTC).
 pub fn today() -> tiermesh_federation::date::Date {
     let seconds = std::time::SystemTime::now()

@@ -833,7 +833,7 @@ fn run(cli: Cli) -> Result<i32> {
             tick_ms,
             operators,
         } => {
-            init_logging();
+            tiermesh::init_logging("info");
             mesh_cli::run(&mesh_cli::RunArgs {
                 dir,
                 listen,
@@ -1067,15 +1067,6 @@ fn role(args: RoleArgs, voter: bool) -> Result<i32> {
         if voter { "voter" } else { "learner" }
     );
     Ok(EXIT_OK)
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn main() -> ExitCode {

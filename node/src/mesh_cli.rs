@@ -188,7 +188,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown() -> Result<()> {
+/// Resolves at SIGINT or SIGTERM.
+pub async fn wait_for_shutdown() -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {
@@ -196,13 +197,6 @@ async fn wait_for_shutdown() -> Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// `tiermesh node register`: an officer registers a node.
@@ -214,7 +208,7 @@ pub fn register(
 ) -> Result<u64> {
     let officer = load_key(officer_key)?;
     let command = MetaCommand::RegisterNode(sign_registration(&officer, registration));
-    runtime()?.block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&officer, connect, server_key).await?;
         let index = session.commit(&Message::Propose { command }).await;
         session.close().await;
@@ -231,7 +225,7 @@ pub fn appoint(
 ) -> Result<u64> {
     let officer = load_key(officer_key)?;
     let command = MetaCommand::AppointOfficer(sign_appointment(&officer, appointment));
-    runtime()?.block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&officer, connect, server_key).await?;
         let index = session.commit(&Message::Propose { command }).await;
         session.close().await;
@@ -248,23 +242,14 @@ pub fn change_role(
     server_key: Option<PublicKey>,
 ) -> Result<u64> {
     let officer = load_key(officer_key)?;
-    let nonce = u64::from_be_bytes(ring_random_bytes()?);
+    let nonce = crate::random_u64()?;
     let change = sign_role_change(&officer, RoleChange { node, voter, nonce });
-    runtime()?.block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&officer, connect, server_key).await?;
         let index = session.commit(&Message::ChangeRole(change)).await;
         session.close().await;
         index
     })
-}
-
-fn ring_random_bytes() -> Result<[u8; 8]> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("the random number source failed"))?;
-    Ok(bytes)
 }
 
 /// `tiermesh mesh status`.
@@ -275,20 +260,11 @@ pub fn status(
     fresh: bool,
 ) -> Result<MeshStatus> {
     let key = load_key(key_file)?;
-    runtime()?.block_on(async {
+    crate::client::block_on(async {
         let session = Session::connect(&key, connect, server_key).await?;
-        let request = if fresh {
-            Message::FreshStatusRequest
-        } else {
-            Message::StatusRequest
-        };
-        let answer = session.request(&request).await;
+        let status = session.status(fresh).await;
         session.close().await;
-        match answer? {
-            Message::StatusReply(status) => Ok(status),
-            Message::Error { message } => bail!("the node answered: {message}"),
-            other => bail!("unexpected answer {other:?}"),
-        }
+        status
     })
 }
 

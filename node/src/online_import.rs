@@ -444,15 +444,9 @@ pub fn import_remote(options: &RemoteImport) -> Result<RemoteReport> {
         total_bytes += metadata.len();
     }
     let key = load_key(&options.key)?;
-    let mut upload = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut upload)
-        .map_err(|_| anyhow!("the random number source failed"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let upload: [u8; 16] = crate::random_bytes()?;
     let progress = crate::output::progress_bar(options.progress, total_bytes);
-    let answer = runtime.block_on(async {
+    let answer = crate::client::block_on(async {
         let session = Session::connect(&key, &options.connect, options.server_key).await?;
         let outcome = send_and_commit(&session, upload, options, &progress).await;
         session.close().await;
