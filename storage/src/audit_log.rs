@@ -114,6 +114,8 @@ pub struct AuditContents {
 pub struct AuditLog {
     path: PathBuf,
     file: File,
+    /// The file's length: where the next append starts (kept, not asked of the file each time).
+    length: u64,
     node: PublicKey,
     key: SigningKey,
     frontier: Frontier,
@@ -334,7 +336,8 @@ impl AuditLog {
             file.sync_all()
                 .map_err(|error| io_error(&path, "syncing", error))?;
         }
-        file.seek(SeekFrom::End(0))
+        let length = file
+            .seek(SeekFrom::End(0))
             .map_err(|error| io_error(&path, "seeking", error))?;
         let mut frontier = Frontier::default();
         for leaf in &contents.leaves {
@@ -343,6 +346,7 @@ impl AuditLog {
         Ok(AuditLog {
             path,
             file,
+            length,
             node,
             key,
             frontier,
@@ -417,11 +421,6 @@ impl AuditLog {
                 operation: "encoding a head",
                 message: error.to_string(),
             })?;
-        let length = self
-            .file
-            .metadata()
-            .map_err(|error| io_error(&self.path, "reading", error))?
-            .len();
         let mut bytes = Vec::with_capacity(line.len() + head_bytes.len() + 2);
         bytes.extend_from_slice(&line);
         bytes.push(b'\n');
@@ -433,10 +432,11 @@ impl AuditLog {
             .and_then(|()| self.file.sync_data())
         {
             // Leave no half record behind: the next append must follow a signed head.
-            let _ = self.file.set_len(length);
+            let _ = self.file.set_len(self.length);
             let _ = self.file.seek(SeekFrom::End(0));
             return Err(io_error(&self.path, "appending to", error));
         }
+        self.length += bytes.len() as u64;
         self.frontier = frontier;
         self.leaves.push(hash);
         self.last_head = Some(signed.clone());
