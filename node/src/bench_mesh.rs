@@ -110,6 +110,7 @@ impl BenchNode {
                 bootstrap_peers,
                 tick_ms,
                 import: None,
+                metrics: Default::default(),
                 audit_dir: Some(self.dir.path.join(crate::audit_cli::AUDIT_FOLDER)),
             },
         )

@@ -55,6 +55,10 @@ pub struct MeshSettings {
     /// `tiermesh import --connect`; the node's own key always may.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<String>,
+    /// TCP address of the admin HTTP port (Prometheus `/metrics`, `/healthz`), e.g.
+    /// "127.0.0.1:9464"; no admin port when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
 }
 
 impl MeshSettings {
@@ -67,6 +71,9 @@ impl MeshSettings {
     pub fn check(&self) -> Result<()> {
         if let Some(listen) = &self.listen {
             check_host_port(listen).with_context(|| format!("listen '{listen}'"))?;
+        }
+        if let Some(admin) = &self.admin {
+            check_host_port(admin).with_context(|| format!("admin '{admin}'"))?;
         }
         for peer in &self.peers {
             let (key, addr) = peer

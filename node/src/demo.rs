@@ -187,6 +187,7 @@ impl DemoNode {
                 bootstrap_peers,
                 tick_ms,
                 import: None,
+                metrics: Default::default(),
                 audit_dir: Some(
                     self.audit_dir
                         .clone()
@@ -641,7 +642,7 @@ async fn demo(
             "{}",
             grant_cli::render_answer(&answer, Format::Table, elapsed)?
         );
-        print!("{}", grant_cli::coverage_text(&answer));
+        print!("{}", grant_cli::coverage_text(&answer.answer));
     }
     Ok(())
 }

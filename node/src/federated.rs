@@ -7,7 +7,7 @@
 //! Only partial aggregates cross a node boundary.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tiermesh_crypto::hex;
 use tiermesh_crypto::PublicKey;
@@ -24,7 +24,9 @@ use tiermesh_federation::wire::{
 use tiermesh_storage::audit_log::{AuditLog, AuditRecord, Decision};
 use tiermesh_storage::Store;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
+use crate::metrics::{Metrics, QueryRole};
 use crate::raft_driver::SharedMeta;
 
 /// How long a node behind the pinned metadata index waits to catch up before answering "stale".
@@ -43,6 +45,8 @@ pub struct QueryService {
     /// Every sub-query answered or refused is appended here before the answer leaves; `None`
     /// only for nodes started without a directory for it (never by `tiermesh run`).
     pub audit: Option<Arc<Mutex<AuditLog>>>,
+    /// What the admin port reports.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the audit log records of one decision, besides the request itself.
@@ -117,6 +121,7 @@ impl QueryService {
         meta: SharedMeta,
         store: Arc<Mutex<Store>>,
         audit: Option<Arc<Mutex<AuditLog>>>,
+        metrics: Arc<Metrics>,
     ) -> Arc<QueryService> {
         Arc::new(QueryService {
             own_key,
@@ -124,6 +129,7 @@ impl QueryService {
             store,
             replay: Mutex::new(ReplayCache::new()),
             audit,
+            metrics,
         })
     }
 
@@ -132,9 +138,30 @@ impl QueryService {
     async fn audited(
         &self,
         request: &SignedRequest,
-        role: &'static str,
+        role: QueryRole,
+        started: Instant,
         (answer, facts): (Message, Facts),
     ) -> Message {
+        let refused = facts.decision == Decision::Refused;
+        self.metrics.query_decided(
+            role,
+            started.elapsed(),
+            refused.then_some(facts.reason.as_str()),
+            facts.rows_scanned,
+            facts.groups_returned,
+            facts.cells_suppressed,
+        );
+        if refused {
+            tracing::info!(reason = %facts.reason, "refused");
+        } else {
+            tracing::info!(
+                rows_scanned = facts.rows_scanned,
+                groups = facts.groups_returned,
+                suppressed = facts.cells_suppressed,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "answered"
+            );
+        }
         let Some(audit) = &self.audit else {
             return answer;
         };
@@ -157,7 +184,7 @@ impl QueryService {
                 .last()
                 .map_or_else(String::new, |leaf| leaf.link.audience.to_string()),
             plan_digest: hex::encode(&tiermesh_crypto::sha256(&digest_input)),
-            role: role.to_string(),
+            role: role.as_str().to_string(),
             scope: facts.scope.iter().map(ToString::to_string).collect(),
             rows_scanned: facts.rows_scanned,
             groups_returned: facts.groups_returned,
@@ -234,14 +261,21 @@ impl QueryService {
         request: SignedRequest,
         confirmed: Result<u64, String>,
     ) -> Message {
-        let decided = match confirmed {
-            Ok(index) => {
-                self.decide_client_query(dialer, request.clone(), index)
-                    .await
-            }
-            Err(reason) => refusal(reason, self.snapshot().applied_index()),
-        };
-        self.audited(&request, "entry", decided).await
+        let started = Instant::now();
+        let span = query_span(&request, QueryRole::Entry);
+        async move {
+            let decided = match confirmed {
+                Ok(index) => {
+                    self.decide_client_query(dialer, request.clone(), index)
+                        .await
+                }
+                Err(reason) => refusal(reason, self.snapshot().applied_index()),
+            };
+            self.audited(&request, QueryRole::Entry, started, decided)
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn decide_client_query(
@@ -363,9 +397,16 @@ impl QueryService {
 
     /// A child's side: verify for itself, then answer its subtree.
     pub async fn sub_query(self: &Arc<Self>, dialer: Arc<dyn Dialer>, sub: SubQuery) -> Message {
+        let started = Instant::now();
         let request = sub.request.clone();
-        let decided = self.decide_sub_query(dialer, sub).await;
-        self.audited(&request, "sub", decided).await
+        let span = query_span(&request, QueryRole::Sub);
+        async move {
+            let decided = self.decide_sub_query(dialer, sub).await;
+            self.audited(&request, QueryRole::Sub, started, decided)
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn decide_sub_query(
@@ -481,26 +522,35 @@ impl QueryService {
             }));
             let dialer = Arc::clone(&dialer);
             let answers = answers.clone();
-            tokio::spawn(async move {
-                let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-                let outcome = match tokio::time::timeout(wait, dialer.dial(to, addr)).await {
-                    Err(_) => Err(MissingReason::Timeout),
-                    Ok(Err(error)) => Err(MissingReason::Unreachable(format!("{error:#}"))),
-                    Ok(Ok(connection)) => {
-                        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-                        match crate::transport::request(&connection, &sub, wait).await {
-                            Ok(Message::SubQueryAnswer(answer)) => Ok(*answer),
-                            Ok(Message::Error { message }) => Err(MissingReason::Refused(message)),
-                            Ok(_) => Err(MissingReason::Refused("unexpected answer".into())),
-                            Err(error) if format!("{error}").contains("no answer within") => {
-                                Err(MissingReason::Timeout)
+            let hop = tracing::debug_span!("child", node = %to);
+            tokio::spawn(
+                async move {
+                    let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+                    let outcome = match tokio::time::timeout(wait, dialer.dial(to, addr)).await {
+                        Err(_) => Err(MissingReason::Timeout),
+                        Ok(Err(error)) => Err(MissingReason::Unreachable(format!("{error:#}"))),
+                        Ok(Ok(connection)) => {
+                            let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+                            match crate::transport::request(&connection, &sub, wait).await {
+                                Ok(Message::SubQueryAnswer(answer)) => Ok(*answer),
+                                Ok(Message::Error { message }) => {
+                                    Err(MissingReason::Refused(message))
+                                }
+                                Ok(_) => Err(MissingReason::Refused("unexpected answer".into())),
+                                Err(error) if format!("{error}").contains("no answer within") => {
+                                    Err(MissingReason::Timeout)
+                                }
+                                Err(error) => Err(MissingReason::Unreachable(format!("{error:#}"))),
                             }
-                            Err(error) => Err(MissingReason::Unreachable(format!("{error:#}"))),
                         }
+                    };
+                    if let Err(reason) = &outcome {
+                        tracing::debug!("missing: {reason:?}");
                     }
-                };
-                let _ = answers.send((to, outcome)).await;
-            });
+                    let _ = answers.send((to, outcome)).await;
+                }
+                .instrument(hop),
+            );
         }
         drop(answers);
         while !fan.is_done() {
@@ -517,6 +567,16 @@ impl QueryService {
         }
         fan.finish()
     }
+}
+
+/// The span every log line about one federated query sits in, at every node it reaches: the
+/// query id is the trace id, so `grep QUERY_ID` over the nodes' logs gives the whole trace.
+fn query_span(request: &SignedRequest, role: QueryRole) -> tracing::Span {
+    tracing::info_span!(
+        "query",
+        id = %hex::encode(&request.request.query_id),
+        role = role.as_str(),
+    )
 }
 
 fn error(message: &str) -> Message {

@@ -345,8 +345,16 @@ pub struct FederatedQuery {
     pub server_key: Option<PublicKey>,
 }
 
+/// A released answer and the query id it was asked under (the id every node's audit log and
+/// log lines carry).
+#[derive(Clone, Debug)]
+pub struct Answered {
+    pub query_id: String,
+    pub answer: FederatedAnswer,
+}
+
 /// Signs and sends a federated query; returns the released answer.
-pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
+pub fn query(options: &FederatedQuery) -> Result<Answered> {
     let key = load_key(&options.key)?;
     let grant = read_grant(&options.grant)?;
     crate::client::block_on(async {
@@ -357,10 +365,11 @@ pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let query_id: [u8; 16] = crate::random_bytes()?;
         let request = sign_request(
             &key,
             QueryRequest {
-                query_id: crate::random_bytes()?,
+                query_id,
                 sql: options.sql.clone(),
                 as_of: options.as_of,
                 deadline_ms: now + options.deadline_ms,
@@ -377,8 +386,11 @@ pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
             .await;
         session.close().await;
         match answer? {
-            Message::QueryAnswer(answer) => Ok(*answer),
-            Message::Error { message } => bail!("{message}"),
+            Message::QueryAnswer(answer) => Ok(Answered {
+                query_id: hex::encode(&query_id),
+                answer: *answer,
+            }),
+            Message::Error { message } => bail!("{message} (query id {})", hex::encode(&query_id)),
             other => bail!("unexpected answer {other:?}"),
         }
     })
@@ -389,10 +401,11 @@ pub fn query(options: &FederatedQuery) -> Result<FederatedAnswer> {
 /// metadata index and the suppression counts; table and CSV print the rows (coverage goes to
 /// stderr).
 pub fn render_answer(
-    answer: &FederatedAnswer,
+    answered: &Answered,
     format: crate::output::Format,
     elapsed: std::time::Duration,
 ) -> Result<String> {
+    let answer = &answered.answer;
     match format {
         crate::output::Format::Json => {}
         crate::output::Format::Csv => {
@@ -400,11 +413,12 @@ pub fn render_answer(
         }
         crate::output::Format::Table => {
             return Ok(format!(
-                "{}\n{} rows; {} rows scanned across the mesh; answered in {:.1} ms\n",
+                "{}\n{} rows; {} rows scanned across the mesh; answered in {:.1} ms; query id {}\n",
                 crate::output::table(&answer.result),
                 answer.result.rows.len(),
                 answer.result.rows_scanned,
-                elapsed.as_secs_f64() * 1e3
+                elapsed.as_secs_f64() * 1e3,
+                answered.query_id
             ))
         }
     }
@@ -415,6 +429,7 @@ pub fn render_answer(
         .map(|row| row.iter().map(crate::output::json_value).collect())
         .collect();
     let document = serde_json::json!({
+        "query_id": answered.query_id,
         "columns": answer.result.columns,
         "rows": rows,
         "metadata_index": answer.metadata_index,

@@ -17,9 +17,11 @@ pub mod grant_cli;
 pub mod import;
 pub mod mesh;
 pub mod mesh_cli;
+pub mod metrics;
 pub mod online_import;
 pub mod output;
 pub mod raft_driver;
+pub mod status;
 pub mod transport;
 
 /// Exit code: everything asked for was done.
@@ -51,6 +53,8 @@ pub fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or journald gets plain text to grep.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -207,6 +207,21 @@ enum Command {
         /// (hex) or key file (repeatable; adds to `[mesh] operators`; the node key always may).
         #[arg(long = "operator")]
         operators: Vec<String>,
+        /// TCP address of the admin HTTP port: Prometheus `/metrics` and `/healthz` (e.g.
+        /// 127.0.0.1:9464; keep it off public interfaces). Default: `[mesh] admin` in
+        /// node.toml, else no admin port.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// The node at the console: identity, stored rows, data version, Raft state, audit log and,
+    /// when the node is running, its live status.
+    Status {
+        /// The node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -681,10 +696,11 @@ fn run(cli: Cli) -> Result<i32> {
                     server_key,
                 };
                 let sent = std::time::Instant::now();
-                let answer = tiermesh::grant_cli::query(&options)?;
+                let answered = tiermesh::grant_cli::query(&options)?;
                 let elapsed = sent.elapsed();
+                let answer = &answered.answer;
                 if strict && !answer.coverage.missing.is_empty() {
-                    eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
+                    eprint!("{}", tiermesh::grant_cli::coverage_text(answer));
                     bail!(
                         "--strict: {} regions did not answer",
                         answer.coverage.missing.len()
@@ -692,9 +708,9 @@ fn run(cli: Cli) -> Result<i32> {
                 }
                 print!(
                     "{}",
-                    tiermesh::grant_cli::render_answer(&answer, format, elapsed)?
+                    tiermesh::grant_cli::render_answer(&answered, format, elapsed)?
                 );
-                eprint!("{}", tiermesh::grant_cli::coverage_text(&answer));
+                eprint!("{}", tiermesh::grant_cli::coverage_text(answer));
                 return Ok(EXIT_OK);
             }
             let dir =
@@ -832,6 +848,7 @@ fn run(cli: Cli) -> Result<i32> {
             peers,
             tick_ms,
             operators,
+            admin,
         } => {
             tiermesh::init_logging("info");
             mesh_cli::run(&mesh_cli::RunArgs {
@@ -840,7 +857,12 @@ fn run(cli: Cli) -> Result<i32> {
                 peers,
                 tick_ms,
                 operators,
+                admin,
             })?;
+            Ok(EXIT_OK)
+        }
+        Command::Status { dir, format } => {
+            tiermesh::status::show(&dir, format)?;
             Ok(EXIT_OK)
         }
         Command::Demo(options) => {

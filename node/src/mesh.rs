@@ -12,7 +12,7 @@ use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
 use tiermesh_crypto::{PublicKey, SigningKey};
 use tiermesh_federation::meta::{raft_id_of, MetaState};
-use tiermesh_federation::wire::{self, Message, MESSAGE_BYTES_MAX};
+use tiermesh_federation::wire::{self, Message, Role, MESSAGE_BYTES_MAX};
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::raft_driver::{Driver, Input, Outbox};
@@ -53,6 +53,8 @@ pub struct RunOptions {
     /// The folder of the node's audit log and audit key (`DIR/audit`); `None` keeps no log
     /// (only for nodes without a directory of their own).
     pub audit_dir: Option<std::path::PathBuf>,
+    /// What the node counts (shown on its admin port, if it has one).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One peer's sender: a queue and whether the last attempt reached it.
@@ -279,6 +281,8 @@ pub struct RunningNode {
     endpoint: quinn::Endpoint,
     driver: Option<std::thread::JoinHandle<Result<()>>>,
     driver_ended: Option<oneshot::Receiver<()>>,
+    queries: Arc<crate::federated::QueryService>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl RunningNode {
@@ -291,6 +295,67 @@ impl RunningNode {
             }
             None => std::future::pending().await,
         }
+    }
+
+    /// Reads the node's state for the admin port (from any thread outside the runtime): the
+    /// driver's status, waited for at most `HEALTH_STATUS_WAIT_MS`, and the store's counts.
+    pub fn state_reader(&self) -> crate::metrics::StateReader {
+        let inbox = self.inbox.clone();
+        let queries = Arc::clone(&self.queries);
+        let endpoint = self.endpoint.clone();
+        let runtime = self.runtime.clone();
+        Arc::new(move || {
+            let own = queries.own_key;
+            let raft = runtime.block_on(async {
+                let status = ask_within(
+                    &inbox,
+                    |reply| Input::Status { reply },
+                    crate::metrics::HEALTH_STATUS_WAIT_MS,
+                )
+                .await
+                .ok()?;
+                let role = if status.leader == Some(raft_id_of(&own)) {
+                    "leader"
+                } else {
+                    match status.role_of(&own) {
+                        Some(Role::Voter) => "voter",
+                        Some(Role::Learner) => "learner",
+                        Some(Role::Pending) | None => "unregistered",
+                    }
+                };
+                Some(crate::metrics::RaftState {
+                    term: status.term,
+                    commit: status.commit,
+                    applied: status.applied,
+                    role,
+                    nodes: status.nodes.len(),
+                })
+            });
+            let (data_version, households, persons) = match queries.store.lock() {
+                Ok(store) => {
+                    let image = store.image();
+                    (
+                        image.data_version,
+                        image.households_len() as u64,
+                        image.persons_len() as u64,
+                    )
+                }
+                Err(_) => (0, 0, 0),
+            };
+            let audit_records = queries
+                .audit
+                .as_ref()
+                .and_then(|log| log.lock().ok().map(|log| log.leaves().len() as u64))
+                .unwrap_or(0);
+            crate::metrics::NodeState {
+                raft,
+                data_version,
+                households,
+                persons,
+                audit_records,
+                connections: endpoint.open_connections() as u64,
+            }
+        })
     }
 
     /// Stops the driver and closes the endpoint.
@@ -317,8 +382,12 @@ pub fn start(
     options: &RunOptions,
 ) -> Result<RunningNode> {
     let own = key.public_key();
-    let imports =
-        crate::online_import::ImportService::new(own, options.import.clone(), Arc::clone(&store))?;
+    let imports = crate::online_import::ImportService::new(
+        own,
+        options.import.clone(),
+        Arc::clone(&store),
+        Arc::clone(&options.metrics),
+    )?;
     // Operators connect only to import; the transport must know their keys like the bootstrap
     // peers' (they take no part in Raft: `is_node` checks the registry).
     let bootstrap_keys: Vec<PublicKey> = options
@@ -343,6 +412,7 @@ pub fn start(
                 Some(dir) => Some(Arc::new(Mutex::new(crate::audit_cli::open_log(dir, own)?))),
                 None => None,
             },
+            Arc::clone(&options.metrics),
         ),
         imports,
         inbox: inbox.clone(),
@@ -378,12 +448,14 @@ pub fn start(
             result
         })
         .context("starting the Raft driver thread")?;
+    let queries = Arc::clone(&peers.queries);
     let accept_endpoint = endpoint.clone();
     let accept_inbox = inbox.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept_endpoint.accept().await {
             if accept_endpoint.open_connections() >= CONNECTIONS_OPEN_MAX {
                 tracing::warn!("refusing a connection: {CONNECTIONS_OPEN_MAX} are open");
+                peers.queries.metrics.connection_refused();
                 incoming.refuse();
                 continue;
             }
@@ -392,7 +464,10 @@ pub fn start(
             tokio::spawn(async move {
                 match incoming.await {
                     Ok(connection) => serve_connection(connection, inbox, peers).await,
-                    Err(error) => tracing::debug!("refused a connection: {error}"),
+                    Err(error) => {
+                        peers.queries.metrics.connection_refused();
+                        tracing::debug!("refused a connection: {error}");
+                    }
                 }
             });
         }
@@ -403,6 +478,8 @@ pub fn start(
         endpoint,
         driver: Some(driver),
         driver_ended: Some(driver_ended),
+        queries,
+        runtime: tokio::runtime::Handle::current(),
     })
 }
 
@@ -423,6 +500,7 @@ async fn serve_connection(
     if !admitted {
         release(&peers, &peer);
         tracing::warn!("peer {peer}: more than {CONNECTIONS_PER_KEY_MAX} connections; closing one");
+        peers.queries.metrics.connection_refused();
         connection.close(2u32.into(), b"too many connections from this key");
         return;
     }

@@ -96,6 +96,8 @@ pub struct RunArgs {
     pub tick_ms: Option<u64>,
     /// Operator keys (hex or key files) allowed to import online, besides `[mesh] operators`.
     pub operators: Vec<String>,
+    /// Overrides `[mesh] admin`: the TCP address of the admin HTTP port.
+    pub admin: Option<String>,
 }
 
 /// The folder of the node directory where online imports are staged.
@@ -146,6 +148,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .chain(&args.operators)
         .map(|text| parse_public_key(text).with_context(|| format!("operator '{text}'")))
         .collect::<Result<Vec<_>>>()?;
+    let admin = args
+        .admin
+        .clone()
+        .or_else(|| settings.admin.clone())
+        .map(|text| resolve(&text).with_context(|| format!("admin address '{text}'")))
+        .transpose()?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -166,10 +175,21 @@ pub fn run(args: &RunArgs) -> Result<()> {
                     operators,
                 }),
                 audit_dir: Some(node.path.join(crate::audit_cli::AUDIT_FOLDER)),
+                metrics: std::sync::Arc::clone(&metrics),
             },
         )?;
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on {}", running.addr);
+        let _admin = match &admin {
+            Some(addr) => {
+                let server =
+                    crate::metrics::AdminServer::start(*addr, metrics, running.state_reader())?;
+                println!("admin on http://{}", server.addr);
+                tracing::info!(addr = %server.addr, "admin port: /metrics, /healthz");
+                Some(server)
+            }
+            None => None,
+        };
         tracing::info!(addr = %running.addr, region = %node.config.region, "node running");
         tokio::select! {
             signal = wait_for_shutdown() => {

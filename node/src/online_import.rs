@@ -77,6 +77,7 @@ pub struct ImportService {
     operators: HashSet<PublicKey>,
     store: Arc<Mutex<Store>>,
     uploads: Mutex<HashMap<[u8; 16], Upload>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ImportService {
@@ -86,6 +87,7 @@ impl ImportService {
         own_key: PublicKey,
         settings: Option<ImportSettings>,
         store: Arc<Mutex<Store>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<ImportService>> {
         let mut operators: HashSet<PublicKey> = HashSet::from([own_key]);
         if let Some(settings) = &settings {
@@ -101,6 +103,7 @@ impl ImportService {
             operators,
             store,
             uploads: Mutex::new(HashMap::new()),
+            metrics,
         }))
     }
 
@@ -297,6 +300,19 @@ impl ImportService {
             (upload.dir.clone(), files)
         };
         let outcome = self.run_import(settings, &dir, &files, commit);
+        self.metrics
+            .import_finished(outcome.as_ref().ok().filter(|answer| !answer.dry_run).map(
+                |answer| {
+                    let sum = |field: fn(&ImportFileAnswer) -> u64| {
+                        answer.files.iter().map(field).sum::<u64>()
+                    };
+                    (
+                        sum(|file| file.stored),
+                        sum(|file| file.rejected),
+                        sum(|file| file.warnings),
+                    )
+                },
+            ));
         if let Ok(mut uploads) = self.uploads.lock() {
             uploads.remove(&commit.upload);
         }

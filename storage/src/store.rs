@@ -39,6 +39,15 @@ const COLUMN_FAMILIES: [&str; 5] = [
     CF_RAFT_STATE,
 ];
 
+/// What `Store::peek` read.
+pub struct Peek {
+    pub households: u64,
+    pub persons: u64,
+    pub data_version: u64,
+    /// The Raft log, read-only (a write to it fails).
+    pub raft: RaftLog,
+}
+
 /// Tuning of the database.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -479,6 +488,43 @@ impl Store {
         RaftLog::open(RaftDb {
             db: Arc::clone(&self.db),
             write_options: write_options(self.sync_writes),
+        })
+    }
+
+    /// Reads a database read-only, beside the process that may hold it open (`tiermesh status`
+    /// on a running node): the rows per table, the data version and the Raft log's state, as of
+    /// the moment of opening. Builds no image.
+    pub fn peek(path: &Path) -> Result<Peek, StorageError> {
+        let db = DB::open_cf_for_read_only(&Options::default(), path, COLUMN_FAMILIES, false)
+            .map_err(|error| StorageError::Open {
+                path: path.to_path_buf(),
+                message: error.into_string(),
+            })?;
+        let db = Arc::new(db);
+        let mut counts = [0u64; 2];
+        for (slot, name) in [CF_HOUSEHOLDS, CF_PERSONS].iter().enumerate() {
+            let family = db.cf_handle(name).ok_or_else(|| StorageError::Open {
+                path: path.to_path_buf(),
+                message: format!("the column family '{name}' is missing"),
+            })?;
+            let mut rows = db.raw_iterator_cf(family);
+            rows.seek_to_first();
+            while rows.valid() {
+                counts[slot] += 1;
+                rows.next();
+            }
+            rows.status().map_err(|e| StorageError::engine("scan", e))?;
+        }
+        let data_version = db.latest_sequence_number();
+        let raft = RaftLog::open(RaftDb {
+            db,
+            write_options: write_options(false),
+        })?;
+        Ok(Peek {
+            households: counts[0],
+            persons: counts[1],
+            data_version,
+            raft,
         })
     }
 
