@@ -241,6 +241,29 @@ fn admin_port_metrics_traces_and_status() {
         &national.addr,
     ]);
 
+    let csv = ok(&[
+        "mesh",
+        "status",
+        "--key",
+        path(&officer),
+        "--connect",
+        &national.addr,
+        "--format",
+        "csv",
+    ]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[0].starts_with("node,name,tier,region,address,role"),
+        "{csv}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(&national.key) && line.contains("voter (leader)")),
+        "{csv}"
+    );
+
     let (code, health) = get(&national.admin, "/healthz");
     assert_eq!(code, 200, "{health}");
     assert!(health.starts_with("ok: raft leader"), "{health}");

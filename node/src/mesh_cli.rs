@@ -296,9 +296,7 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
             serde_json::to_string_pretty(&status_json(status))?
         )),
         Format::Csv | Format::Table => {
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED);
-            table.set_header([
+            let header = [
                 "node",
                 "name",
                 "tier",
@@ -308,7 +306,8 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
                 "matched",
                 "lag",
                 "reachable",
-            ]);
+            ];
+            let mut rows = Vec::with_capacity(status.nodes.len());
             let mut nodes: Vec<_> = status.nodes.iter().collect();
             nodes.sort_by_key(|node| (node.region, node.key));
             for node in nodes {
@@ -319,8 +318,13 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
                     (Role::Learner, _) => "learner",
                     (Role::Pending, _) => "pending",
                 };
-                table.add_row([
-                    node.key.to_string()[..16].to_string(),
+                let csv = format == Format::Csv;
+                rows.push([
+                    if csv {
+                        node.key.to_string()
+                    } else {
+                        node.key.to_string()[..16].to_string()
+                    },
                     node.name.clone(),
                     node.tier.to_string(),
                     node.region.to_string(),
@@ -332,6 +336,20 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
                     node.reachable
                         .map_or("?".into(), |r| if r { "yes".into() } else { "no".into() }),
                 ]);
+            }
+            if format == Format::Csv {
+                let mut writer = csv::Writer::from_writer(Vec::new());
+                writer.write_record(header)?;
+                for row in &rows {
+                    writer.write_record(row)?;
+                }
+                return Ok(String::from_utf8(writer.into_inner()?)?);
+            }
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED);
+            table.set_header(header);
+            for row in rows {
+                table.add_row(row);
             }
             let leader = status
                 .leader
