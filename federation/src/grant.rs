@@ -465,17 +465,33 @@ pub fn verify(
     now: u64,
     revoked: &impl Fn(&[u8; 16]) -> bool,
 ) -> Result<Rights, GrantError> {
+    verify_with(grant, state, now, revoked, None)
+}
+
+/// [`verify`], skipping the Ed25519 arithmetic of link signatures `signatures` has verified
+/// before (and remembering the ones it verifies now).
+pub fn verify_with(
+    grant: &Grant,
+    state: &MetaState,
+    now: u64,
+    revoked: &impl Fn(&[u8; 16]) -> bool,
+    mut signatures: Option<&mut VerifiedSignatures>,
+) -> Result<Rights, GrantError> {
     check_length(grant.links.len())?;
     let mut seen_ids = BTreeSet::new();
     for (index, signed) in grant.links.iter().enumerate() {
         let link = &signed.link;
         check_shape(index, link)?;
-        if signed.signature.len() != SIGNATURE_BYTES
-            || link
-                .issuer
-                .verify_domain(DOMAIN_GRANT_LINK, &canonical_bytes(link), &signed.signature)
-                .is_err()
-        {
+        let message = canonical_bytes(link);
+        let verified = signed.signature.len() == SIGNATURE_BYTES
+            && match signatures.as_deref_mut() {
+                Some(cache) => cache.verify(&link.issuer, &message, &signed.signature),
+                None => link
+                    .issuer
+                    .verify_domain(DOMAIN_GRANT_LINK, &message, &signed.signature)
+                    .is_ok(),
+            };
+        if !verified {
             return Err(GrantError::BadSignature {
                 link: index,
                 issuer: link.issuer,
@@ -645,6 +661,7 @@ pub fn verify_request(
     now: u64,
     revoked: &impl Fn(&[u8; 16]) -> bool,
     replay: &mut ReplayCache,
+    signatures: &mut VerifiedSignatures,
 ) -> Result<(Rights, Plan), GrantError> {
     let request = &signed.request;
     check_length(request.grant.links.len())?;
@@ -674,7 +691,7 @@ pub fn verify_request(
         });
     }
     replay.admit(request.query_id, now)?;
-    let rights = verify(&request.grant, state, now, revoked)?;
+    let rights = verify_with(&request.grant, state, now, revoked, Some(signatures))?;
     check_as_of(request.as_of)?;
     if request.sql.len() > SQL_BYTES_MAX {
         // `plan` refuses it too; said here so the bound is visible where requests enter.
@@ -689,6 +706,64 @@ pub fn verify_request(
     let plan = crate::query::plan(&request.sql, request.as_of)?;
     check_plan(&plan, &rights)?;
     Ok((rights, plan))
+}
+
+/// Grant-link signatures a node remembers having verified.
+pub const VERIFIED_SIGNATURES_MAX: usize = 4_096;
+
+/// Grant-link signatures already verified, each remembered by the SHA-256 of the issuer key, the
+/// signature and the signed bytes: every query under the same grant carries the same chain, so
+/// seeing it again costs one hash per link instead of an Ed25519 verification. Only that
+/// arithmetic is skipped: every other rule of [`verify`] (parents, narrowing, the root officer,
+/// validity, revocation) is checked on every request. At most [`VERIFIED_SIGNATURES_MAX`]
+/// entries; the oldest is forgotten first.
+#[derive(Clone, Debug, Default)]
+pub struct VerifiedSignatures {
+    known: std::collections::HashSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl VerifiedSignatures {
+    /// An empty cache.
+    pub fn new() -> VerifiedSignatures {
+        VerifiedSignatures::default()
+    }
+
+    /// How many signatures are remembered.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// True when none is.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// True when `signature` is `issuer`'s grant-link signature over `message`.
+    pub fn verify(&mut self, issuer: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
+        let mut input = Vec::with_capacity(32 + signature.len() + message.len());
+        input.extend_from_slice(&issuer.0);
+        input.extend_from_slice(signature);
+        input.extend_from_slice(message);
+        let digest = sha256(&input);
+        if self.known.contains(&digest) {
+            return true;
+        }
+        if issuer
+            .verify_domain(DOMAIN_GRANT_LINK, message, signature)
+            .is_err()
+        {
+            return false;
+        }
+        if self.order.len() >= VERIFIED_SIGNATURES_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.known.remove(&oldest);
+            }
+        }
+        self.known.insert(digest);
+        self.order.push_back(digest);
+        true
+    }
 }
 
 /// The query ids seen within the last [`REPLAY_WINDOW_SECONDS`], at most [`REPLAY_IDS_MAX`] of

@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use tiermesh_crypto::SigningKey;
 use tiermesh_federation::date::Date;
 use tiermesh_federation::grant::{
-    check_plan, sign_request, verify, verify_request, Grant, GrantError, GrantLink, QueryRequest,
-    ReplayCache, Rights, SignedLink, SignedRequest, CLOCK_SKEW_MAX_SECONDS, GRANT_BYTES_MAX,
-    LINKS_MAX, REPLAY_IDS_MAX, REPLAY_WINDOW_SECONDS,
+    check_plan, sign_request, verify, verify_request, verify_with, Grant, GrantError, GrantLink,
+    QueryRequest, ReplayCache, Rights, SignedLink, SignedRequest, VerifiedSignatures,
+    CLOCK_SKEW_MAX_SECONDS, GRANT_BYTES_MAX, LINKS_MAX, REPLAY_IDS_MAX, REPLAY_WINDOW_SECONDS,
 };
 use tiermesh_federation::meta::{
     sign_appointment, sign_revocation, Applied, MetaCommand, MetaState, NodeRegistration,
@@ -303,6 +303,51 @@ fn issue_sorts_and_deduplicates_the_lists() {
 
 #[test]
 fn a_forged_byte_anywhere_is_refused() {
+    forged_bytes_are_refused(None);
+}
+
+/// A cache that has seen the genuine chain skips only the arithmetic of exactly those
+/// signatures: a forged byte anywhere is still refused, and so are a revoked link and an
+/// expired chain whose signatures it remembers.
+#[test]
+fn a_warm_signature_cache_refuses_what_verify_refuses() {
+    let cast = Cast::new();
+    let state = cast.state();
+    let chain = cast.chain();
+    let mut cache = VerifiedSignatures::new();
+    verify_with(&chain, &state, NOW, &never_revoked, Some(&mut cache)).expect("genuine");
+    assert_eq!(cache.len(), chain.links.len());
+    forged_bytes_are_refused(Some(&mut cache));
+    let middle = chain.links[1].link.id;
+    let revoked = verify_with(&chain, &state, NOW, &|id| *id == middle, Some(&mut cache));
+    assert!(
+        matches!(revoked, Err(GrantError::Revoked { link: 1, .. })),
+        "{revoked:?}"
+    );
+    let late = chain
+        .links
+        .iter()
+        .map(|link| link.link.expires)
+        .min()
+        .expect("links")
+        + 3_600;
+    let expired = verify_with(&chain, &state, late, &never_revoked, Some(&mut cache));
+    assert!(
+        matches!(expired, Err(GrantError::Expired { .. })),
+        "{expired:?}"
+    );
+    let mut tiny = VerifiedSignatures::new();
+    for _ in 0..3 {
+        verify_with(&chain, &state, NOW, &never_revoked, Some(&mut tiny)).expect("again");
+    }
+    assert_eq!(
+        tiny.len(),
+        chain.links.len(),
+        "each signature is remembered once"
+    );
+}
+
+fn forged_bytes_are_refused(mut cache: Option<&mut VerifiedSignatures>) {
     let cast = Cast::new();
     let state = cast.state();
     let bytes = cast.chain().encode();
@@ -314,7 +359,7 @@ fn a_forged_byte_anywhere_is_refused() {
             let Ok(grant) = Grant::decode(&forged) else {
                 continue;
             };
-            match verify(&grant, &state, NOW, &never_revoked) {
+            match verify_with(&grant, &state, NOW, &never_revoked, cache.as_deref_mut()) {
                 Ok(_) => panic!("byte {position} ^ {flip:#04x} still verifies"),
                 Err(GrantError::BadSignature { .. }) => bad_signatures += 1,
                 Err(_) => {}
@@ -821,7 +866,15 @@ fn check_request(
     replay: &mut ReplayCache,
     expected: Expect,
 ) {
-    let actual = match verify_request(signed, &cast.state(), now, &never_revoked, replay) {
+    let mut signatures = VerifiedSignatures::new();
+    let actual = match verify_request(
+        signed,
+        &cast.state(),
+        now,
+        &never_revoked,
+        replay,
+        &mut signatures,
+    ) {
         Ok((rights, plan)) => format!(
             "ok: audience {}, {} keys, {} aggregates",
             rights.audience,

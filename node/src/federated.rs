@@ -13,7 +13,9 @@ use tiermesh_crypto::hex;
 use tiermesh_crypto::PublicKey;
 use tiermesh_federation::disclosure::disclose;
 use tiermesh_federation::fanout::{self, FanOut, MissingReason, SubAnswer};
-use tiermesh_federation::grant::{verify_request, ReplayCache, Rights, SignedRequest};
+use tiermesh_federation::grant::{
+    verify_request, ReplayCache, Rights, SignedRequest, VerifiedSignatures,
+};
 use tiermesh_federation::meta::MetaState;
 use tiermesh_federation::query::{execute_partial, ColumnRef, Dimension, Plan, Predicate, Source};
 use tiermesh_federation::region::RegionCode;
@@ -42,6 +44,8 @@ pub struct QueryService {
     pub meta: SharedMeta,
     pub store: Arc<Mutex<Store>>,
     replay: Mutex<ReplayCache>,
+    /// Grant-link signatures this node has verified (the same chain comes with every query).
+    signatures: Mutex<VerifiedSignatures>,
     /// Every sub-query answered or refused is appended here before the answer leaves; `None`
     /// only for nodes started without a directory for it (never by `tiermesh run`).
     pub audit: Option<Arc<Mutex<AuditLog>>>,
@@ -128,6 +132,7 @@ impl QueryService {
             meta,
             store,
             replay: Mutex::new(ReplayCache::new()),
+            signatures: Mutex::new(VerifiedSignatures::new()),
             audit,
             metrics,
         })
@@ -247,8 +252,19 @@ impl QueryService {
             .replay
             .lock()
             .map_err(|_| "the replay cache is unavailable".to_string())?;
-        verify_request(request, state, now, &|id| state.is_revoked(id), &mut replay)
-            .map_err(|error| error.to_string())
+        let mut signatures = self
+            .signatures
+            .lock()
+            .map_err(|_| "the signature cache is unavailable".to_string())?;
+        verify_request(
+            request,
+            state,
+            now,
+            &|id| state.is_revoked(id),
+            &mut replay,
+            &mut signatures,
+        )
+        .map_err(|error| error.to_string())
     }
 
     /// The entry node's side: pin the metadata index, verify, answer the subtree, release once.
