@@ -130,21 +130,26 @@ pub(crate) struct DemoNode {
     pub(crate) running: Option<RunningNode>,
     /// Where the node's audit log goes; `None`: `DIR/audit` in its own directory.
     pub(crate) audit_dir: Option<PathBuf>,
+    /// The port, held from `init` until `start`: the registry names it long before the node
+    /// listens (counties import first), and another process must not take it meanwhile.
+    reservation: Option<UdpSocket>,
 }
 
 impl DemoNode {
     pub(crate) fn init(nodes_root: &Path, name: String, region: RegionCode) -> Result<DemoNode> {
         let dir = NodeDir::init(&nodes_root.join(&name), region, Some(&name))?;
         let public_key = dir.signing_key()?.public_key();
+        let (addr, reservation) = reserve_addr()?;
         Ok(DemoNode {
             name,
             region,
             dir,
             public_key,
-            addr: free_addr()?,
+            addr,
             store: None,
             running: None,
             audit_dir: None,
+            reservation: Some(reservation),
         })
     }
 
@@ -178,6 +183,8 @@ impl DemoNode {
             .lock()
             .map_err(|_| anyhow!("the store of {} is poisoned", self.name))?
             .raft_log()?;
+        // Let go of the port just before the node binds it.
+        drop(self.reservation.take());
         let running = mesh::start(
             self.dir.signing_key()?,
             log,
@@ -228,13 +235,19 @@ const LOCAL_PORT_TRIES: usize = 1_000;
 
 /// A UDP port on 127.0.0.1 in `LOCAL_PORTS` that was free a moment ago.
 pub(crate) fn free_addr() -> Result<SocketAddr> {
+    Ok(reserve_addr()?.0)
+}
+
+/// A UDP port on 127.0.0.1 in `LOCAL_PORTS`, with the socket that holds it.
+pub(crate) fn reserve_addr() -> Result<(SocketAddr, UdpSocket)> {
     for _ in 0..LOCAL_PORT_TRIES {
         let span = u64::from(LOCAL_PORTS.end - LOCAL_PORTS.start);
         let port = LOCAL_PORTS.start + (crate::random_u64()? % span) as u16;
         if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
-            return socket
+            let addr = socket
                 .local_addr()
-                .context("the local address of a UDP socket");
+                .context("the local address of a UDP socket")?;
+            return Ok((addr, socket));
         }
     }
     bail!(
