@@ -62,14 +62,20 @@ def same_cell(ours, theirs):
 
 
 def same_rows(ours, theirs):
-    """Order-insensitive: both sides sorted by their normalised form, then compared cell by cell."""
+    """Order-insensitive: both sides sorted by their normalised form (bench/duckdb_compare.py),
+    then compared cell by cell on the raw values with `same_cell` (relative tolerance 1e-9).
+    Comparing the normalised (9-digit rounded) cells instead would call two averages 1e-12 apart
+    different when they round to different last digits (9212.364375... vs ...374999)."""
     if len(ours) != len(theirs):
         return False
-    ours = duckdb_compare.rows_of(ours, False)
-    theirs = duckdb_compare.rows_of(theirs, False)
+
+    def in_order(rows):
+        keyed = [(repr(duckdb_compare.rows_of([row], False)[0]), row) for row in rows]
+        return [row for _, row in sorted(keyed, key=lambda pair: pair[0])]
+
     return all(
         len(a) == len(b) and all(same_cell(x, y) for x, y in zip(a, b))
-        for a, b in zip(ours, theirs)
+        for a, b in zip(in_order(ours), in_order(theirs))
     )
 
 
