@@ -644,17 +644,12 @@ async fn demo(
             deadline_ms: QUERY_DEADLINE_MS,
             server_key: Some(nodes.national.public_key),
         };
-        let sent = Instant::now();
-        let answer = tokio::task::spawn_blocking(move || grant_cli::query(&query))
+        let answer = tokio::task::spawn_blocking(move || grant_cli::query(&query, 1))
             .await
             .context("the query task panicked")?
             .with_context(|| format!("example query {}", number + 1))?;
-        let elapsed = sent.elapsed();
         println!("\nQ{} {title}\n  {sql}", number + 1);
-        print!(
-            "{}",
-            grant_cli::render_answer(&answer, Format::Table, elapsed)?
-        );
+        print!("{}", grant_cli::render_answer(&answer, Format::Table)?);
         print!("{}", grant_cli::coverage_text(&answer.answer));
     }
     Ok(())

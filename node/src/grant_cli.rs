@@ -346,15 +346,28 @@ pub struct FederatedQuery {
 }
 
 /// A released answer and the query id it was asked under (the id every node's audit log and
-/// log lines carry).
+/// log lines carry), with the time from sending each signed request to receiving its answer on
+/// the open connection (connection set-up and close not included).
 #[derive(Clone, Debug)]
 pub struct Answered {
     pub query_id: String,
     pub answer: FederatedAnswer,
+    /// One per run, in order.
+    pub times: Vec<std::time::Duration>,
 }
 
-/// Signs and sends a federated query; returns the released answer.
-pub fn query(options: &FederatedQuery) -> Result<Answered> {
+impl Answered {
+    /// The median of `times`.
+    pub fn median(&self) -> std::time::Duration {
+        let mut times = self.times.clone();
+        times.sort();
+        times.get(times.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// Signs and sends a federated query `runs` times (each a new query id) on one connection;
+/// returns the last released answer and every run's time.
+pub fn query(options: &FederatedQuery, runs: usize) -> Result<Answered> {
     let key = load_key(&options.key)?;
     let grant = read_grant(&options.grant)?;
     crate::client::block_on(async {
@@ -362,37 +375,58 @@ pub fn query(options: &FederatedQuery) -> Result<Answered> {
         let entry_node = session
             .server_key
             .ok_or_else(|| anyhow!("the node presented no key"))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        let query_id: [u8; 16] = crate::random_bytes()?;
-        let request = sign_request(
-            &key,
-            QueryRequest {
-                query_id,
-                sql: options.sql.clone(),
-                as_of: options.as_of,
-                deadline_ms: now + options.deadline_ms,
-                entry_node,
-                issued_at: now / 1000,
-                grant,
-            },
-        );
-        let answer = session
-            .request_with_timeout(
-                &Message::ClientQuery(Box::new(request)),
-                options.deadline_ms + 2_000,
-            )
-            .await;
-        session.close().await;
-        match answer? {
-            Message::QueryAnswer(answer) => Ok(Answered {
-                query_id: hex::encode(&query_id),
-                answer: *answer,
-            }),
-            Message::Error { message } => bail!("{message} (query id {})", hex::encode(&query_id)),
-            other => bail!("unexpected answer {other:?}"),
+        let mut times = Vec::with_capacity(runs.max(1));
+        let mut last = None;
+        for _ in 0..runs.max(1) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64);
+            let query_id: [u8; 16] = crate::random_bytes()?;
+            let request = sign_request(
+                &key,
+                QueryRequest {
+                    query_id,
+                    sql: options.sql.clone(),
+                    as_of: options.as_of,
+                    deadline_ms: now + options.deadline_ms,
+                    entry_node,
+                    issued_at: now / 1000,
+                    grant: grant.clone(),
+                },
+            );
+            let sent = std::time::Instant::now();
+            let answer = session
+                .request_with_timeout(
+                    &Message::ClientQuery(Box::new(request)),
+                    options.deadline_ms + 2_000,
+                )
+                .await;
+            times.push(sent.elapsed());
+            match answer {
+                Ok(Message::QueryAnswer(answer)) => {
+                    last = Some((hex::encode(&query_id), *answer));
+                }
+                Ok(Message::Error { message }) => {
+                    session.close().await;
+                    bail!("{message} (query id {})", hex::encode(&query_id))
+                }
+                Ok(other) => {
+                    session.close().await;
+                    bail!("unexpected answer {other:?}")
+                }
+                Err(error) => {
+                    session.close().await;
+                    return Err(error);
+                }
+            }
         }
+        session.close().await;
+        let (query_id, answer) = last.ok_or_else(|| anyhow!("no run was made"))?;
+        Ok(Answered {
+            query_id,
+            answer,
+            times,
+        })
     })
 }
 
@@ -400,27 +434,27 @@ pub fn query(options: &FederatedQuery) -> Result<Answered> {
 /// that answered with its node and data version, every missing one with its reason), the
 /// metadata index and the suppression counts; table and CSV print the rows (coverage goes to
 /// stderr).
-pub fn render_answer(
-    answered: &Answered,
-    format: crate::output::Format,
-    elapsed: std::time::Duration,
-) -> Result<String> {
+pub fn render_answer(answered: &Answered, format: crate::output::Format) -> Result<String> {
     let answer = &answered.answer;
+    let elapsed = answered.median();
     match format {
         crate::output::Format::Json => {}
         crate::output::Format::Csv => {
             return crate::output::render(&answer.result, format, answer.metadata_index, elapsed)
         }
-        crate::output::Format::Table => {
-            return Ok(format!(
-                "{}\n{} rows; {} rows scanned across the mesh; answered in {:.1} ms; query id {}\n",
-                crate::output::table(&answer.result),
-                answer.result.rows.len(),
-                answer.result.rows_scanned,
-                elapsed.as_secs_f64() * 1e3,
-                answered.query_id
-            ))
-        }
+        crate::output::Format::Table => return Ok(format!(
+            "{}\n{} rows; {} rows scanned across the mesh; answered in {:.1} ms{}; query id {}\n",
+            crate::output::table(&answer.result),
+            answer.result.rows.len(),
+            answer.result.rows_scanned,
+            elapsed.as_secs_f64() * 1e3,
+            if answered.times.len() > 1 {
+                format!(" (median of {} runs)", answered.times.len())
+            } else {
+                String::new()
+            },
+            answered.query_id
+        )),
     }
     let rows: Vec<Vec<serde_json::Value>> = answer
         .result
@@ -435,6 +469,7 @@ pub fn render_answer(
         "metadata_index": answer.metadata_index,
         "rows_scanned": answer.result.rows_scanned,
         "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+        "runs_ms": answered.times.iter().map(|time| time.as_secs_f64() * 1e3).collect::<Vec<_>>(),
         "suppressed": {
             "primary": answer.suppressed_primary,
             "secondary": answer.suppressed_secondary,
