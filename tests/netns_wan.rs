@@ -503,10 +503,20 @@ fn a_mesh_over_wan_links_answers_in_time_and_survives_cuts() {
             " -- over target"
         }
     );
+    if let Some(network) = network {
+        println!(
+            "netns_wan: b. BENCHMARK against the round trips the emulated links really give (the \
+             UDP echo, {network:.2} ms): ratio {:.3}; the product's own share {:.1} ms = {:.1} % of \
+             the {path_sum:.0} ms",
+            client_median / network,
+            client_median - network,
+            (client_median - network) / path_sum * 100.0
+        );
+    }
     println!("netns_wan: b.   each: {}", fmt_ms(&client));
     println!(
         "netns_wan: b.   entry node's own time (national log, {} queries): median {:.1} ms; \
-         `tiermesh query` CLI elapsed_ms (new connection + close each run): median {:.1} ms",
+         `tiermesh query` CLI elapsed_ms (one run each, on its own connection): median {:.1} ms",
         entry.len(),
         median(&entry),
         median(&cli)
