@@ -442,7 +442,8 @@ pub fn render_answer(answered: &Answered, format: crate::output::Format) -> Resu
         crate::output::Format::Csv => {
             return crate::output::render(&answer.result, format, answer.metadata_index, elapsed)
         }
-        crate::output::Format::Table => return Ok(format!(
+        crate::output::Format::Table => {
+            return Ok(format!(
             "{}\n{} rows; {} rows scanned across the mesh; answered in {:.1} ms{}; query id {}\n",
             crate::output::table(&answer.result),
             answer.result.rows.len(),
@@ -454,7 +455,8 @@ pub fn render_answer(answered: &Answered, format: crate::output::Format) -> Resu
                 String::new()
             },
             answered.query_id
-        )),
+        ))
+        }
     }
     let rows: Vec<Vec<serde_json::Value>> = answer
         .result
