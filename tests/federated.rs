@@ -13,84 +13,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{free_port, ok, path, public_key_of, text, tiermesh};
+use support::{ok, path, public_key_of, text, tiermesh, Node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
 const SQL: &str = "SELECT cause, COUNT(*), SUM(members) FROM households GROUP BY cause";
 /// A functional deadline for a condition (not a performance assertion).
 const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
-
-struct Node {
-    dir: PathBuf,
-    key: String,
-    addr: String,
-    region: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn init(root: &Path, name: &str, region: &str) -> Node {
-        let dir = root.join(name);
-        let output = ok(&[
-            "init",
-            "--dir",
-            path(&dir),
-            "--region",
-            region,
-            "--name",
-            name,
-        ]);
-        let port = free_port();
-        Node {
-            dir,
-            key: public_key_of(&output),
-            addr: format!("127.0.0.1:{port}"),
-            region: region.to_string(),
-            child: None,
-        }
-    }
-
-    fn start(&mut self, peer: Option<&Node>) {
-        let mut args = vec![
-            "run".to_string(),
-            "--dir".into(),
-            path(&self.dir).into(),
-            "--listen".into(),
-            self.addr.clone(),
-        ];
-        if let Some(peer) = peer {
-            args.push("--peer".into());
-            args.push(format!("{}@{}", peer.key, peer.addr));
-        }
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read");
-        assert!(first.starts_with("listening on"), "{first:?}");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// cause -> (households, members) from a JSON answer of `SQL`.
 fn by_cause(document: &Value) -> BTreeMap<String, (i64, i64)> {
@@ -221,7 +150,7 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
         "--addr",
         &national.addr,
     ]);
-    national.start(None);
+    national.start(&[]);
     let register = |node: &Node| {
         ok(&[
             "node",
@@ -242,9 +171,9 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
     for county in &counties {
         register(county);
     }
-    guizhou.start(Some(&national));
+    guizhou.start(&[&national]);
     for county in counties.iter_mut() {
-        county.start(Some(&national));
+        county.start(&[&national]);
     }
     let grant = root.path().join("national.grant");
     ok(&[
@@ -543,7 +472,7 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
         }
     }
     std::fs::copy(forged_dir.join("audit.log"), &log_file).expect("replace the log");
-    county.start(None);
+    county.start(&[]);
     let forked = audit_verify(county);
     assert_eq!(forked.status.code(), Some(1), "{}", text(&forked));
     assert!(text(&forked).contains("a fork"), "{}", text(&forked));
@@ -556,7 +485,7 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
         format!("{}\n", kept[..kept.len() - 2].join("\n")),
     )
     .expect("write");
-    county.start(None);
+    county.start(&[]);
     let shrunk = audit_verify(county);
     assert_eq!(shrunk.status.code(), Some(1), "{}", text(&shrunk));
     assert!(text(&shrunk).contains("shrank"), "{}", text(&shrunk));

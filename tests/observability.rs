@@ -12,92 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{free_port, ok, path, public_key_of, text, tiermesh};
+use support::{ok, path, public_key_of, text, tiermesh, Node};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
 /// A functional deadline for a condition (not a performance assertion).
 const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
-
-struct Node {
-    dir: PathBuf,
-    key: String,
-    addr: String,
-    admin: String,
-    region: String,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn init(root: &Path, name: &str, region: &str) -> Node {
-        let dir = root.join(name);
-        let output = ok(&[
-            "init",
-            "--dir",
-            path(&dir),
-            "--region",
-            region,
-            "--name",
-            name,
-        ]);
-        Node {
-            key: public_key_of(&output),
-            addr: format!("127.0.0.1:{}", free_port()),
-            // A TCP port from the same range; taken by nothing else in this test.
-            admin: format!("127.0.0.1:{}", free_port()),
-            region: region.to_string(),
-            log: root.join(format!("{name}.log")),
-            dir,
-            child: None,
-        }
-    }
-
-    fn start(&mut self, peer: Option<&Node>) {
-        let mut args = vec![
-            "run".to_string(),
-            "--dir".into(),
-            path(&self.dir).into(),
-            "--listen".into(),
-            self.addr.clone(),
-            "--admin".into(),
-            self.admin.clone(),
-        ];
-        if let Some(peer) = peer {
-            args.push("--peer".into());
-            args.push(format!("{}@{}", peer.key, peer.addr));
-        }
-        let log = std::fs::File::create(&self.log).expect("log file");
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn node");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        lines.read_line(&mut first).expect("read");
-        assert!(first.starts_with("listening on"), "{first:?}");
-        let mut second = String::new();
-        lines.read_line(&mut second).expect("read");
-        assert_eq!(second.trim(), format!("admin on http://{}", self.admin));
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A plain HTTP/1.0 GET (the admin port speaks HTTP/1.1 and closes after an HTTP/1.0 request).
 fn get(addr: &str, target: &str) -> (u16, String) {
@@ -154,8 +73,12 @@ fn admin_port_metrics_traces_and_status() {
     let officer_key = public_key_of(&ok(&["keygen", "--out", path(&officer)]));
     let staff = root.path().join("staff.key");
     let staff_key = public_key_of(&ok(&["keygen", "--out", path(&staff)]));
-    let mut national = Node::init(root.path(), "national", "000000000000");
-    let mut county = Node::init(root.path(), "nanming", "520102000000");
+    let mut national = Node::init(root.path(), "national", "000000000000")
+        .with_admin()
+        .with_log(root.path().join("national.log"));
+    let mut county = Node::init(root.path(), "nanming", "520102000000")
+        .with_admin()
+        .with_log(root.path().join("nanming.log"));
 
     let data = root.path().join("data");
     ok(&[
@@ -205,7 +128,7 @@ fn admin_port_metrics_traces_and_status() {
         "--addr",
         &national.addr,
     ]);
-    national.start(None);
+    national.start(&[]);
     ok(&[
         "node",
         "register",
@@ -220,7 +143,7 @@ fn admin_port_metrics_traces_and_status() {
         "--connect",
         &national.addr,
     ]);
-    county.start(Some(&national));
+    county.start(&[&national]);
     let grant = root.path().join("national.grant");
     ok(&[
         "grant",
@@ -264,10 +187,10 @@ fn admin_port_metrics_traces_and_status() {
         "{csv}"
     );
 
-    let (code, health) = get(&national.admin, "/healthz");
+    let (code, health) = get(national.admin.as_deref().expect("admin"), "/healthz");
     assert_eq!(code, 200, "{health}");
     assert!(health.starts_with("ok: raft leader"), "{health}");
-    let (code, _) = get(&national.admin, "/nothing");
+    let (code, _) = get(national.admin.as_deref().expect("admin"), "/nothing");
     assert_eq!(code, 404);
 
     // The county has the grant's metadata once it applied it; then a national query answers.
@@ -308,7 +231,7 @@ fn admin_port_metrics_traces_and_status() {
     let refused = query("SELECT birth_date, COUNT(*) FROM persons GROUP BY birth_date");
     assert!(!refused.status.success(), "{}", text(&refused));
 
-    let (code, scrape) = get(&national.admin, "/metrics");
+    let (code, scrape) = get(national.admin.as_deref().expect("admin"), "/metrics");
     assert_eq!(code, 200, "{scrape}");
     let entry_queries =
         sample(&scrape, "tiermesh_queries_total{role=\"entry\"}").expect("entry queries");
@@ -342,7 +265,7 @@ fn admin_port_metrics_traces_and_status() {
         "{scrape}"
     );
 
-    let (_, county_scrape) = get(&county.admin, "/metrics");
+    let (_, county_scrape) = get(county.admin.as_deref().expect("admin"), "/metrics");
     assert!(
         sample(&county_scrape, "tiermesh_queries_total{role=\"sub\"}").is_some_and(|n| n >= 1.0),
         "{county_scrape}"
@@ -368,13 +291,14 @@ fn admin_port_metrics_traces_and_status() {
 
     // One trace: the query's id is in the span of every node's lines about it.
     for node in [&national, &county] {
-        let log = std::fs::read_to_string(&node.log).expect("log");
+        let log_file = node.log.as_ref().expect("log");
+        let log = std::fs::read_to_string(log_file).expect("log");
         let span = format!("query{{id={query_id}");
         assert!(
             log.lines()
                 .any(|line| line.contains(&span) && line.contains("answered")),
             "{} has no 'answered' line in span {span}:\n{log}",
-            node.log.display()
+            log_file.display()
         );
     }
 

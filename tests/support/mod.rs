@@ -62,3 +62,114 @@ pub fn free_port() -> u16 {
     }
     panic!("no free UDP port in {NODE_PORTS:?}");
 }
+
+/// A node of a test mesh: its directory (made by `tiermesh init`), key, QUIC address and, when
+/// started, its `tiermesh run` process (killed when dropped).
+pub struct Node {
+    pub dir: std::path::PathBuf,
+    pub key: String,
+    pub addr: String,
+    pub region: String,
+    /// The admin HTTP port it is started with, if any (`with_admin`).
+    pub admin: Option<String>,
+    /// Where its stderr goes (`with_log`, at `RUST_LOG=info`); else nowhere, at `warn`.
+    pub log: Option<std::path::PathBuf>,
+    pub child: Option<std::process::Child>,
+}
+
+impl Node {
+    /// `tiermesh init` of `root/name` for `region`, with a free port.
+    pub fn init(root: &Path, name: &str, region: &str) -> Node {
+        let dir = root.join(name);
+        let output = ok(&[
+            "init",
+            "--dir",
+            path(&dir),
+            "--region",
+            region,
+            "--name",
+            name,
+        ]);
+        Node {
+            dir,
+            key: public_key_of(&output),
+            addr: format!("127.0.0.1:{}", free_port()),
+            region: region.to_string(),
+            admin: None,
+            log: None,
+            child: None,
+        }
+    }
+
+    /// Starts with an admin port (a TCP port from the same range).
+    pub fn with_admin(mut self) -> Node {
+        self.admin = Some(format!("127.0.0.1:{}", free_port()));
+        self
+    }
+
+    /// Writes its log lines to `log`.
+    pub fn with_log(mut self, log: std::path::PathBuf) -> Node {
+        self.log = Some(log);
+        self
+    }
+
+    /// `tiermesh run`, trusting `peers` before the registry arrives; returns once it listens
+    /// (and, with an admin port, once that is open).
+    pub fn start(&mut self, peers: &[&Node]) {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut args = vec![
+            "run".to_string(),
+            "--dir".into(),
+            path(&self.dir).into(),
+            "--listen".into(),
+            self.addr.clone(),
+        ];
+        if let Some(admin) = &self.admin {
+            args.push("--admin".into());
+            args.push(admin.clone());
+        }
+        for peer in peers {
+            args.push("--peer".into());
+            args.push(format!("{}@{}", peer.key, peer.addr));
+        }
+        let (level, stderr) = match &self.log {
+            Some(log) => (
+                "info",
+                Stdio::from(std::fs::File::create(log).expect("log file")),
+            ),
+            None => ("warn", Stdio::null()),
+        };
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", level)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn node");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        lines.read_line(&mut first).expect("read");
+        assert!(first.starts_with("listening on"), "{first:?}");
+        if let Some(admin) = &self.admin {
+            let mut second = String::new();
+            lines.read_line(&mut second).expect("read");
+            assert_eq!(second.trim(), format!("admin on http://{admin}"));
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
