@@ -4,10 +4,9 @@
 //! an entry node that cannot confirm its metadata with the Raft leader refuses.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,7 +14,6 @@ use serde_json::Value;
 mod support;
 use support::{ok, path, public_key_of, text, tiermesh, Node};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
 const SQL: &str = "SELECT cause, COUNT(*), SUM(members) FROM households GROUP BY cause";
 /// A functional deadline for a condition (not a performance assertion).

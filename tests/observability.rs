@@ -3,10 +3,8 @@
 //! indexes, rows stored), one query id in every node's log lines for that query (the trace),
 //! and `tiermesh status --dir` with the node running and stopped.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
