@@ -147,6 +147,13 @@ impl QueryService {
         started: Instant,
         (answer, facts): (Message, Facts),
     ) -> Message {
+        self.observe(role, started, &facts);
+        let appended = self.append(request, role, facts).await;
+        release(answer, appended)
+    }
+
+    /// Counts the decision and logs it (in the query's span).
+    fn observe(&self, role: QueryRole, started: Instant, facts: &Facts) {
         let refused = facts.decision == Decision::Refused;
         self.metrics.query_decided(
             role,
@@ -167,56 +174,35 @@ impl QueryService {
                 "answered"
             );
         }
-        let Some(audit) = &self.audit else {
-            return answer;
-        };
-        let query = &request.request;
-        let mut digest_input = query.sql.as_bytes().to_vec();
-        digest_input.extend_from_slice(format!("\nas of {}", query.as_of).as_bytes());
-        let record = AuditRecord {
-            seq: 0,
-            time_ms: now_ms(),
-            query_id: hex::encode(&query.query_id),
-            // The grant may be malformed (refused for it): no leaf, no id.
-            grant_id: query
-                .grant
-                .links
-                .last()
-                .map_or_else(String::new, |leaf| hex::encode(&leaf.link.id)),
-            requester: query
-                .grant
-                .links
-                .last()
-                .map_or_else(String::new, |leaf| leaf.link.audience.to_string()),
-            plan_digest: hex::encode(&tiermesh_crypto::sha256(&digest_input)),
-            role: role.as_str().to_string(),
-            scope: facts.scope.iter().map(ToString::to_string).collect(),
-            rows_scanned: facts.rows_scanned,
-            groups_returned: facts.groups_returned,
-            cells_suppressed: facts.cells_suppressed,
-            decision: facts.decision,
-            reason: facts.reason,
-            metadata_index: facts.metadata_index,
-        };
-        let audit = Arc::clone(audit);
-        let appended = tokio::task::spawn_blocking(move || {
-            let mut log = audit
-                .lock()
-                .map_err(|_| "the audit log is poisoned".to_string())?;
-            log.append(record, now_ms())
-                .map(|_| ())
-                .map_err(|error| error.to_string())
-        })
-        .await
-        .map_err(|_| "the audit task failed".to_string())
-        .and_then(|inner| inner);
-        match appended {
-            Ok(()) => answer,
-            Err(reason) => {
-                tracing::error!("audit log: {reason}");
-                error(&format!(
-                    "refused: this node cannot record the query in its audit log ({reason})"
-                ))
+    }
+
+    /// Starts appending the record of a decision (fsynced); the append runs on a blocking
+    /// thread from the moment of the call, and the future says how it ended.
+    fn append(
+        &self,
+        request: &SignedRequest,
+        role: QueryRole,
+        facts: Facts,
+    ) -> impl std::future::Future<Output = Result<(), String>> {
+        let appending = self.audit.as_ref().map(|audit| {
+            let record = audit_record(request, role, facts);
+            let audit = Arc::clone(audit);
+            tokio::task::spawn_blocking(move || {
+                let mut log = audit
+                    .lock()
+                    .map_err(|_| "the audit log is poisoned".to_string())?;
+                log.append(record, now_ms())
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
+            })
+        });
+        async move {
+            match appending {
+                None => Ok(()),
+                Some(task) => task
+                    .await
+                    .map_err(|_| "the audit task failed".to_string())
+                    .and_then(|inner| inner),
             }
         }
     }
@@ -345,7 +331,7 @@ impl QueryService {
             );
         }
         let deadline = request.request.deadline_ms;
-        let answer = self
+        let (answer, _) = self
             .answer_subtree(
                 dialer,
                 &state,
@@ -354,6 +340,7 @@ impl QueryService {
                 &plan,
                 metadata_index,
                 deadline,
+                None,
             )
             .await;
         let disclosed = disclose(answer.partial, &plan, rights.min_cell);
@@ -417,47 +404,54 @@ impl QueryService {
         let request = sub.request.clone();
         let span = query_span(&request, QueryRole::Sub);
         async move {
-            let decided = self.decide_sub_query(dialer, sub).await;
-            self.audited(&request, QueryRole::Sub, started, decided)
-                .await
+            match self.decide_sub_query(dialer, sub, started).await {
+                Ok(recorded) => recorded,
+                Err(refused) => {
+                    self.audited(&request, QueryRole::Sub, started, refused)
+                        .await
+                }
+            }
         }
         .instrument(span)
         .await
     }
 
+    /// `Ok`: the answer, already recorded (its own part, while the children worked); `Err`: a
+    /// refusal still to record.
     async fn decide_sub_query(
         self: &Arc<Self>,
         dialer: Arc<dyn Dialer>,
         sub: SubQuery,
-    ) -> (Message, Facts) {
+        started: Instant,
+    ) -> Result<Message, (Message, Facts)> {
         let state = match self.metadata_at(sub.metadata_index).await {
             Ok(state) => state,
             Err(MissingReason::Stale { node_index, needed }) => {
-                return refusal(
+                return Err(refusal(
                     format!(
                         "stale metadata: this node has applied index {node_index}, the query \
                          needs {needed}"
                     ),
                     node_index,
-                )
+                ))
             }
             Err(_) => {
-                return refusal(
+                return Err(refusal(
                     "metadata unavailable".to_string(),
                     self.snapshot().applied_index(),
-                )
+                ))
             }
         };
         let metadata_index = sub.metadata_index;
         let (rights, plan) = match self.verify(&sub.request, &state) {
             Ok(verified) => verified,
-            Err(reason) => return refusal(format!("refused: {reason}"), metadata_index),
+            Err(reason) => return Err(refusal(format!("refused: {reason}"), metadata_index)),
         };
         let scope = state
             .node(&self.own_key)
             .map(|own| touched(own.region, &rights.scope))
             .unwrap_or_default();
-        let answer = self
+        let (answer, appended) = self
             .answer_subtree(
                 dialer,
                 &state,
@@ -466,18 +460,10 @@ impl QueryService {
                 &plan,
                 metadata_index,
                 sub.hop_deadline_ms,
+                Some(EarlyRecord { scope, started }),
             )
             .await;
-        let facts = Facts {
-            decision: Decision::Answered,
-            reason: String::new(),
-            rows_scanned: answer.partial.rows_scanned,
-            groups_returned: answer.partial.groups.len() as u64,
-            cells_suppressed: 0,
-            scope,
-            metadata_index,
-        };
-        (Message::SubQueryAnswer(Box::new(answer)), facts)
+        Ok(release(Message::SubQueryAnswer(Box::new(answer)), appended))
     }
 
     #[allow(clippy::too_many_arguments)] // one query's whole context; grouping it would only rename it
@@ -490,7 +476,8 @@ impl QueryService {
         plan: &Plan,
         metadata_index: u64,
         deadline_ms: u64,
-    ) -> SubAnswer {
+        early: Option<EarlyRecord>,
+    ) -> (SubAnswer, Result<(), String>) {
         // Children whose region the query's own filter rules out are not asked: they could
         // only answer nothing (and are neither answered nor missing in the coverage).
         let mut children =
@@ -514,6 +501,25 @@ impl QueryService {
                 };
                 (node.region, self.own_key, version, partial)
             })
+        });
+        // A node below the entry records its own part now, so that the fsync runs while its
+        // children work; the answer still leaves only once the record is durable.
+        let recorded = early.map(|early| {
+            let (rows_scanned, groups_returned) =
+                own.as_ref().map_or((0, 0), |(_, _, _, partial)| {
+                    (partial.rows_scanned, partial.groups.len() as u64)
+                });
+            let facts = Facts {
+                decision: Decision::Answered,
+                reason: String::new(),
+                rows_scanned,
+                groups_returned,
+                cells_suppressed: 0,
+                scope: early.scope,
+                metadata_index,
+            };
+            self.observe(QueryRole::Sub, early.started, &facts);
+            self.append(&request, QueryRole::Sub, facts)
         });
         let (mut fan, commands) = FanOut::start(now_ms(), deadline_ms, own, children);
         let (answers, mut received) = mpsc::channel(commands.len().max(1));
@@ -581,7 +587,65 @@ impl QueryService {
                 () = tokio::time::sleep(sleep) => fan.handle_timeout(now_ms()),
             }
         }
-        fan.finish()
+        let answer = fan.finish();
+        let appended = match recorded {
+            Some(appending) => appending.await,
+            None => Ok(()),
+        };
+        (answer, appended)
+    }
+}
+
+/// What a node below the entry records of its own part before its children answer.
+struct EarlyRecord {
+    /// The regions of its own rows the query may touch.
+    scope: Vec<RegionCode>,
+    /// When the sub-query arrived.
+    started: Instant,
+}
+
+/// The answer, once its audit record is durable; a refusal when the record could not be written.
+fn release(answer: Message, appended: Result<(), String>) -> Message {
+    match appended {
+        Ok(()) => answer,
+        Err(reason) => {
+            tracing::error!("audit log: {reason}");
+            error(&format!(
+                "refused: this node cannot record the query in its audit log ({reason})"
+            ))
+        }
+    }
+}
+
+/// The audit record of a decision about `request`.
+fn audit_record(request: &SignedRequest, role: QueryRole, facts: Facts) -> AuditRecord {
+    let query = &request.request;
+    let mut digest_input = query.sql.as_bytes().to_vec();
+    digest_input.extend_from_slice(format!("\nas of {}", query.as_of).as_bytes());
+    AuditRecord {
+        seq: 0,
+        time_ms: now_ms(),
+        query_id: hex::encode(&query.query_id),
+        // The grant may be malformed (refused for it): no leaf, no id.
+        grant_id: query
+            .grant
+            .links
+            .last()
+            .map_or_else(String::new, |leaf| hex::encode(&leaf.link.id)),
+        requester: query
+            .grant
+            .links
+            .last()
+            .map_or_else(String::new, |leaf| leaf.link.audience.to_string()),
+        plan_digest: hex::encode(&tiermesh_crypto::sha256(&digest_input)),
+        role: role.as_str().to_string(),
+        scope: facts.scope.iter().map(ToString::to_string).collect(),
+        rows_scanned: facts.rows_scanned,
+        groups_returned: facts.groups_returned,
+        cells_suppressed: facts.cells_suppressed,
+        decision: facts.decision,
+        reason: facts.reason,
+        metadata_index: facts.metadata_index,
     }
 }
 
