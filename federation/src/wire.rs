@@ -213,6 +213,21 @@ impl MeshStatus {
             .find(|node| node.key == *key)
             .map(|node| node.role)
     }
+
+    /// The node the responder knows as the Raft leader, if it is registered.
+    pub fn leader_node(&self) -> Option<&NodeStatus> {
+        let leader = self.leader?;
+        self.nodes.iter().find(|node| node.raft_id == leader)
+    }
+
+    /// What the node `key` is: "leader", "voter", "learner", "pending" or "unregistered".
+    pub fn role_label(&self, key: &PublicKey) -> &'static str {
+        match self.nodes.iter().find(|node| node.key == *key) {
+            Some(node) if self.leader == Some(node.raft_id) => "leader",
+            Some(node) => node.role.as_str(),
+            None => "unregistered",
+        }
+    }
 }
 
 /// One registered node, as the responder sees it.
@@ -238,6 +253,17 @@ pub enum Role {
     Learner,
     /// Registered, not yet in the Raft configuration.
     Pending,
+}
+
+impl Role {
+    /// "voter", "learner" or "pending".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Voter => "voter",
+            Role::Learner => "learner",
+            Role::Pending => "pending",
+        }
+    }
 }
 
 /// Why bytes are not a message, or a message cannot be sent.

@@ -12,7 +12,7 @@ use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
 use tiermesh_crypto::{PublicKey, SigningKey};
 use tiermesh_federation::meta::{raft_id_of, MetaState};
-use tiermesh_federation::wire::{self, Message, Role, MESSAGE_BYTES_MAX};
+use tiermesh_federation::wire::{self, Message, MESSAGE_BYTES_MAX};
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::raft_driver::{Driver, Input, Outbox};
@@ -314,20 +314,11 @@ impl RunningNode {
                 )
                 .await
                 .ok()?;
-                let role = if status.leader == Some(raft_id_of(&own)) {
-                    "leader"
-                } else {
-                    match status.role_of(&own) {
-                        Some(Role::Voter) => "voter",
-                        Some(Role::Learner) => "learner",
-                        Some(Role::Pending) | None => "unregistered",
-                    }
-                };
                 Some(crate::metrics::RaftState {
                     term: status.term,
                     commit: status.commit,
                     applied: status.applied,
-                    role,
+                    role: status.role_label(&own),
                     nodes: status.nodes.len(),
                 })
             });

@@ -14,7 +14,7 @@ use tiermesh_federation::meta::{
     NodeRegistration, OfficerAppointment, RoleChange,
 };
 use tiermesh_federation::region::RegionCode;
-use tiermesh_federation::wire::{MeshStatus, Message, Role};
+use tiermesh_federation::wire::{MeshStatus, Message};
 use tiermesh_storage::StoreOptions;
 
 use crate::client::{load_key, resolve, Session};
@@ -311,12 +311,10 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
             let mut nodes: Vec<_> = status.nodes.iter().collect();
             nodes.sort_by_key(|node| (node.region, node.key));
             for node in nodes {
-                let leader = status.leader == Some(node.raft_id);
-                let role = match (node.role, leader) {
-                    (Role::Voter, true) => "voter (leader)",
-                    (Role::Voter, false) => "voter",
-                    (Role::Learner, _) => "learner",
-                    (Role::Pending, _) => "pending",
+                let role = if status.leader == Some(node.raft_id) {
+                    format!("{} (leader)", node.role.as_str())
+                } else {
+                    node.role.as_str().to_string()
                 };
                 let csv = format == Format::Csv;
                 rows.push([
@@ -329,7 +327,7 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
                     node.tier.to_string(),
                     node.region.to_string(),
                     node.addr.clone(),
-                    role.to_string(),
+                    role,
                     node.matched.map_or("-".into(), |m| m.to_string()),
                     node.matched
                         .map_or("-".into(), |m| status.commit.saturating_sub(m).to_string()),
@@ -351,12 +349,9 @@ pub fn render_status(status: &MeshStatus, format: Format) -> Result<String> {
             for row in rows {
                 table.add_row(row);
             }
-            let leader = status
-                .leader
-                .and_then(|id| status.nodes.iter().find(|node| node.raft_id == id))
-                .map_or("none".to_string(), |node| {
-                    format!("{} ({})", node.name, node.addr)
-                });
+            let leader = status.leader_node().map_or("none".to_string(), |node| {
+                format!("{} ({})", node.name, node.addr)
+            });
             Ok(format!(
                 "{table}\nleader: {leader}; term {}; commit {}; applied {} (answered by {})\n",
                 status.term,
@@ -382,7 +377,7 @@ fn status_json(status: &MeshStatus) -> serde_json::Value {
             "tier": node.tier.name(),
             "region": node.region.to_string(),
             "addr": node.addr,
-            "role": match node.role { Role::Voter => "voter", Role::Learner => "learner", Role::Pending => "pending" },
+            "role": node.role.as_str(),
             "leader": status.leader == Some(node.raft_id),
             "matched": node.matched,
             "reachable": node.reachable,

@@ -212,7 +212,7 @@ impl Metrics {
         let raft_role = Family::<RaftRoleLabels, Gauge>::default();
         registry.register(
             "raft_role",
-            "1 for this node's Raft role (leader, voter, learner, unregistered)",
+            "1 for this node's Raft role (leader, voter, learner, pending, unregistered)",
             raft_role.clone(),
         );
         let mesh_nodes = Gauge::default();
@@ -325,7 +325,7 @@ impl Metrics {
             self.raft_commit.set(raft.commit as i64);
             self.raft_applied.set(raft.applied as i64);
             self.mesh_nodes.set(raft.nodes as i64);
-            for role in ["leader", "voter", "learner", "unregistered"] {
+            for role in ["leader", "voter", "learner", "pending", "unregistered"] {
                 self.raft_role
                     .get_or_create(&RaftRoleLabels { role })
                     .set(i64::from(role == raft.role));
@@ -359,7 +359,7 @@ pub struct RaftState {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
-    /// "leader", "voter", "learner" or "unregistered".
+    /// As `MeshStatus::role_label` says it.
     pub role: &'static str,
     pub nodes: usize,
 }

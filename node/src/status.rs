@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 use tiermesh_federation::meta::{raft_id_of, MetaState};
-use tiermesh_federation::wire::{MeshStatus, Role};
+use tiermesh_federation::wire::MeshStatus;
 use tiermesh_storage::audit_log::read_log;
 use tiermesh_storage::Store;
 
@@ -85,27 +85,13 @@ pub fn gather(dir: &Path) -> Result<serde_json::Value> {
     let live = live_status(&key, &listen);
     let live_json = match &live {
         Ok(status) => {
-            let role = if status.leader == Some(raft_id) {
-                "leader"
-            } else {
-                match status.role_of(&own) {
-                    Some(Role::Voter) => "voter",
-                    Some(Role::Learner) => "learner",
-                    Some(Role::Pending) => "pending",
-                    None => "unregistered",
-                }
-            };
-            let leader = status.leader.and_then(|leader| {
-                status
-                    .nodes
-                    .iter()
-                    .find(|node| node.raft_id == leader)
-                    .map(|node| format!("{} ({})", node.name, node.addr))
-            });
+            let leader = status
+                .leader_node()
+                .map(|node| format!("{} ({})", node.name, node.addr));
             json!({
                 "running": true,
                 "addr": listen,
-                "role": role,
+                "role": status.role_label(&own),
                 "leader": leader,
                 "term": status.term,
                 "commit": status.commit,
