@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_crypto::{PublicKey, SigningKey};
-use tiermesh_federation::meta::{
-    raft_id_of, sign_registration, sign_role_change, MetaCommand, NodeRegistration, RoleChange,
-};
+use tiermesh_federation::meta::{raft_id_of, sign_registration, MetaCommand, NodeRegistration};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::wire::{MeshStatus, Message, Role};
 use tiermesh_storage::{Store, StoreOptions};
@@ -281,34 +279,14 @@ async fn benchmark(
         province.start(bootstrap.clone(), options.tick_ms)?;
     }
     let province_keys = nodes.provinces.each_ref().map(|node| node.public_key);
-    crate::client::wait_for_status(
+    crate::client::promote_to_voters(
         &national,
-        "both provinces learners or voters",
+        officer,
+        &province_keys,
         CONDITION_DEADLINE_MS,
         CONDITION_POLL_MS,
-        |status| {
-            province_keys.iter().all(|key| {
-                status
-                    .role_of(key)
-                    .is_some_and(|role| role != Role::Pending)
-            })
-        },
     )
     .await?;
-    for (nonce, key) in (1u64..).zip(province_keys) {
-        let change = sign_role_change(
-            officer,
-            RoleChange {
-                node: key,
-                voter: true,
-                nonce,
-            },
-        );
-        national
-            .commit(&Message::ChangeRole(change))
-            .await
-            .with_context(|| format!("promoting {key} to voter"))?;
-    }
     let status = crate::client::wait_for_status(
         &national,
         "three voters in step with the leader",

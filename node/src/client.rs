@@ -73,6 +73,49 @@ pub async fn wait_for_status(
     }
 }
 
+/// Makes the registered nodes `keys` voters, signed by `officer`: waits (at most
+/// `deadline_ms`) until each is in the Raft configuration as a learner, then commits one role
+/// change per key.
+pub async fn promote_to_voters(
+    session: &Session,
+    officer: &SigningKey,
+    keys: &[PublicKey],
+    deadline_ms: u64,
+    poll_ms: u64,
+) -> Result<()> {
+    use tiermesh_federation::meta::{sign_role_change, RoleChange};
+    use tiermesh_federation::wire::Role;
+    wait_for_status(
+        session,
+        "the nodes to promote in the Raft configuration",
+        deadline_ms,
+        poll_ms,
+        |status| {
+            keys.iter().all(|key| {
+                status
+                    .role_of(key)
+                    .is_some_and(|role| role != Role::Pending)
+            })
+        },
+    )
+    .await?;
+    for key in keys {
+        let change = sign_role_change(
+            officer,
+            RoleChange {
+                node: *key,
+                voter: true,
+                nonce: crate::random_u64()?,
+            },
+        );
+        session
+            .commit(&Message::ChangeRole(change))
+            .await
+            .with_context(|| format!("promoting {key} to voter"))?;
+    }
+    Ok(())
+}
+
 impl Session {
     /// The node's view of the mesh; `fresh` answers through a Raft read-index.
     pub async fn status(&self, fresh: bool) -> Result<MeshStatus> {

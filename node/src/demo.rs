@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_crypto::{PublicKey, SigningKey};
-use tiermesh_federation::meta::{
-    sign_registration, sign_role_change, MetaCommand, NodeRegistration, RoleChange,
-};
+use tiermesh_federation::meta::{sign_registration, MetaCommand, NodeRegistration};
 use tiermesh_federation::region::{RegionCode, Tier};
 use tiermesh_federation::schema::Table;
 use tiermesh_federation::wire::{MeshStatus, Message, Role};
@@ -704,34 +702,8 @@ pub(crate) async fn start_mesh(
         .take(2)
         .map(|node| node.public_key)
         .collect();
-    crate::client::wait_for_status(
-        &national,
-        "the provinces added as learners",
-        CONDITION_DEADLINE_MS,
-        POLL_MS,
-        |status| {
-            voters.iter().all(|key| {
-                status
-                    .role_of(key)
-                    .is_some_and(|role| role != Role::Pending)
-            })
-        },
-    )
-    .await?;
-    for key in &voters {
-        let change = sign_role_change(
-            officer,
-            RoleChange {
-                node: *key,
-                voter: true,
-                nonce: crate::random_u64()?,
-            },
-        );
-        national
-            .commit(&Message::ChangeRole(change))
-            .await
-            .with_context(|| format!("promoting {key} to voter"))?;
-    }
+    crate::client::promote_to_voters(&national, officer, &voters, CONDITION_DEADLINE_MS, POLL_MS)
+        .await?;
 
     // A national grant for the staff key, recorded in the mesh.
     let grant = grant_cli::issue(
