@@ -7,17 +7,14 @@ use std::collections::BTreeMap;
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod support;
-use support::{ok, path, public_key_of, text, tiermesh, Node};
+use support::{gen_and_import, ok, path, public_key_of, text, tiermesh, wait_for, Node};
 
 const AS_OF: &str = "2026-06-30";
 const SQL: &str = "SELECT cause, COUNT(*), SUM(members) FROM households GROUP BY cause";
-/// A functional deadline for a condition (not a performance assertion).
-const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
 
 /// cause -> (households, members) from a JSON answer of `SQL`.
 fn by_cause(document: &Value) -> BTreeMap<String, (i64, i64)> {
@@ -66,17 +63,6 @@ fn federated(national: &Node, staff: &Path, grant: &Path, sql: &str, extra: &[&s
     tiermesh(&args)
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < CONDITION_DEADLINE {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {CONDITION_DEADLINE:?}");
-}
-
 #[test]
 fn national_answers_sum_the_counties_and_say_what_is_missing() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -97,31 +83,14 @@ fn national_answers_sum_the_counties_and_say_what_is_missing() {
     let mut local = Vec::new();
     for (seed, county) in counties.iter().enumerate() {
         let data = root.path().join(format!("data-{seed}"));
-        ok(&[
-            "gen",
-            "--region",
+        gen_and_import(
+            &county.dir,
             &county.region,
-            "--households",
-            &format!("{}", 300 + 100 * seed),
-            "--seed",
-            &seed.to_string(),
-            "--out",
-            path(&data),
-            "--as-of",
+            300 + 100 * seed,
+            seed as u64,
+            &data,
             AS_OF,
-        ]);
-        let folder = data.join(&county.region[..6]);
-        let import = tiermesh(&[
-            "import",
-            "--dir",
-            path(&county.dir),
-            "--quiet",
-            "--as-of",
-            AS_OF,
-            path(&folder.join("households.csv")),
-            path(&folder.join("persons.csv")),
-        ]);
-        assert_eq!(import.status.code(), Some(0), "{}", text(&import));
+        );
         let answer: Value = serde_json::from_str(&ok(&[
             "query",
             "--dir",

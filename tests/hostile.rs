@@ -29,7 +29,10 @@ use tiermesh_federation::wire::{
 };
 
 mod support;
-use support::{free_port, ok, path, public_key_of, text, tiermesh};
+use support::{
+    free_port, gen_and_import, ok, path, public_key_of, text, tiermesh, wait_for,
+    CONDITION_DEADLINE,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tiermesh");
 const AS_OF: &str = "2026-06-30";
@@ -39,25 +42,12 @@ const COUNTY: &str = "520102000000";
 const HOUSEHOLDS: usize = 300;
 /// The good query asked after every case.
 const GOOD_SQL: &str = "SELECT cause, COUNT(*) FROM households GROUP BY cause";
-/// A functional deadline for a condition (not a performance assertion).
-const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a stream beyond the transport's limit is watched to see that it does not open.
 const BLOCKED_WATCH: Duration = Duration::from_millis(300);
 /// What the node logs (debug) when it turns a connection away at the handshake.
 const REFUSED_CONNECTION: &str = "refused a connection";
 /// A term no honest node of this short-lived mesh reaches.
 const FORGED_TERM: u64 = 1_000_000;
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < CONDITION_DEADLINE {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}: not within {CONDITION_DEADLINE:?}");
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -240,33 +230,6 @@ struct Mesh {
     runtime: tokio::runtime::Runtime,
 }
 
-fn default_dimensions(tables: &[Table]) -> Vec<String> {
-    let mut names: Vec<String> = tables
-        .iter()
-        .flat_map(|table| table.columns())
-        .filter(|column| !column.personal)
-        .map(|column| column.name.to_string())
-        .collect();
-    if tables.contains(&Table::Persons) {
-        names.push("birth_date".to_string());
-    }
-    names.sort();
-    names.dedup();
-    names
-}
-
-fn measures(tables: &[Table]) -> Vec<String> {
-    let mut names: Vec<String> = tables
-        .iter()
-        .flat_map(|table| table.columns())
-        .filter(|column| !column.personal)
-        .map(|column| column.name.to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 fn region(code: &str) -> RegionCode {
     code.parse().expect("region code")
 }
@@ -281,8 +244,8 @@ fn link(audience: PublicKey, scope: &str, min_cell: u32, depth: u8) -> GrantLink
         issuer: audience,
         audience,
         scope: vec![region(scope)],
-        dimensions: default_dimensions(&tables),
-        measures: measures(&tables),
+        dimensions: tiermesh::grant_cli::default_dimensions(&tables),
+        measures: tiermesh::grant_cli::non_personal(&tables),
         tables,
         min_cell,
         not_before: now - 60,
@@ -763,31 +726,7 @@ fn setup() -> (tempfile::TempDir, Mesh) {
     let mut county = Node::init(&root, "nanming", COUNTY);
 
     let data = root.join("data");
-    ok(&[
-        "gen",
-        "--region",
-        COUNTY,
-        "--households",
-        &HOUSEHOLDS.to_string(),
-        "--seed",
-        "7",
-        "--out",
-        path(&data),
-        "--as-of",
-        AS_OF,
-    ]);
-    let folder = data.join(&COUNTY[..6]);
-    let import = tiermesh(&[
-        "import",
-        "--dir",
-        path(&county.dir),
-        "--quiet",
-        "--as-of",
-        AS_OF,
-        path(&folder.join("households.csv")),
-        path(&folder.join("persons.csv")),
-    ]);
-    assert_eq!(import.status.code(), Some(0), "{}", text(&import));
+    let folder = gen_and_import(&county.dir, COUNTY, HOUSEHOLDS, 7, &data, AS_OF);
 
     ok(&[
         "mesh",
@@ -1651,8 +1590,8 @@ fn grant_cases() -> Vec<Case> {
             |mesh| {
                 let root = mesh.issued(|root| {
                     root.tables = vec![Table::Households];
-                    root.dimensions = default_dimensions(&[Table::Households]);
-                    root.measures = measures(&[Table::Households]);
+                    root.dimensions = tiermesh::grant_cli::default_dimensions(&[Table::Households]);
+                    root.measures = tiermesh::grant_cli::non_personal(&[Table::Households]);
                 });
                 let grant = delegated(&root, &mesh.staff, |child| {
                     child.tables = vec![Table::Households, Table::Persons];
@@ -1978,8 +1917,8 @@ fn sql_cases() -> Vec<Case> {
             |mesh| {
                 let grant = mesh.issued(|root| {
                     root.tables = vec![Table::Households];
-                    root.dimensions = default_dimensions(&[Table::Households]);
-                    root.measures = measures(&[Table::Households]);
+                    root.dimensions = tiermesh::grant_cli::default_dimensions(&[Table::Households]);
+                    root.measures = tiermesh::grant_cli::non_personal(&[Table::Households]);
                 });
                 mesh.query(
                     &grant,

@@ -5,16 +5,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 mod support;
-use support::{ok, path, public_key_of, text, tiermesh, Node};
+use support::{gen_and_import, ok, path, public_key_of, text, tiermesh, wait_for, Node};
 
 const AS_OF: &str = "2026-06-30";
-/// A functional deadline for a condition (not a performance assertion).
-const CONDITION_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A plain HTTP/1.0 GET (the admin port speaks HTTP/1.1 and closes after an HTTP/1.0 request).
 fn get(addr: &str, target: &str) -> (u16, String) {
@@ -40,17 +38,6 @@ fn sample(scrape: &str, name: &str) -> Option<f64> {
         let rest = line.strip_prefix(name)?;
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
-}
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < CONDITION_DEADLINE {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {CONDITION_DEADLINE:?}");
 }
 
 fn status_json(node: &Node) -> Value {
@@ -79,31 +66,7 @@ fn admin_port_metrics_traces_and_status() {
         .with_log(root.path().join("nanming.log"));
 
     let data = root.path().join("data");
-    ok(&[
-        "gen",
-        "--region",
-        &county.region,
-        "--households",
-        "400",
-        "--seed",
-        "3",
-        "--out",
-        path(&data),
-        "--as-of",
-        AS_OF,
-    ]);
-    let folder = data.join(&county.region[..6]);
-    let import = tiermesh(&[
-        "import",
-        "--dir",
-        path(&county.dir),
-        "--quiet",
-        "--as-of",
-        AS_OF,
-        path(&folder.join("households.csv")),
-        path(&folder.join("persons.csv")),
-    ]);
-    assert_eq!(import.status.code(), Some(0), "{}", text(&import));
+    gen_and_import(&county.dir, &county.region, 400, 3, &data, AS_OF);
 
     // Stopped: status reads the database and says the node does not answer.
     let stopped = status_json(&county);

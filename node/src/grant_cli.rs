@@ -40,7 +40,7 @@ fn now_seconds() -> u64 {
 /// Every non-personal column, and `birth_date` where persons are granted: the planner lets
 /// `birth_date` into a query only inside `age()`/`age_band()`, so granting it as a dimension
 /// grants ages and age bands, never the dates.
-fn default_dimensions(tables: &[Table]) -> Vec<String> {
+pub fn default_dimensions(tables: &[Table]) -> Vec<String> {
     let mut names = non_personal(tables);
     if tables.contains(&Table::Persons) {
         names.push("birth_date".to_string());
@@ -49,7 +49,8 @@ fn default_dimensions(tables: &[Table]) -> Vec<String> {
     names
 }
 
-fn non_personal(tables: &[Table]) -> Vec<String> {
+/// Every non-personal column of `tables`, sorted: the default measures of a grant.
+pub fn non_personal(tables: &[Table]) -> Vec<String> {
     let mut names: Vec<String> = tables
         .iter()
         .flat_map(|table| table.columns())

@@ -173,3 +173,58 @@ impl Drop for Node {
         self.kill();
     }
 }
+
+/// `tiermesh gen` of `households` households for the county `region` into `data`, then a local
+/// `tiermesh import` of both files into the node directory `dir`, which must store every row.
+/// Returns the county's folder of generated files.
+pub fn gen_and_import(
+    dir: &Path,
+    region: &str,
+    households: usize,
+    seed: u64,
+    data: &Path,
+    as_of: &str,
+) -> std::path::PathBuf {
+    ok(&[
+        "gen",
+        "--region",
+        region,
+        "--households",
+        &households.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        path(data),
+        "--as-of",
+        as_of,
+    ]);
+    let folder = data.join(&region[..6]);
+    let import = tiermesh(&[
+        "import",
+        "--dir",
+        path(dir),
+        "--quiet",
+        "--as-of",
+        as_of,
+        path(&folder.join("households.csv")),
+        path(&folder.join("persons.csv")),
+    ]);
+    assert_eq!(import.status.code(), Some(0), "{}", text(&import));
+    folder
+}
+
+/// How long a test waits for a condition (a functional deadline, not a performance assertion).
+pub const CONDITION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Polls `condition` every 100 ms until it holds; panics naming `what` after
+/// `CONDITION_DEADLINE`.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < CONDITION_DEADLINE {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{what}: not within {CONDITION_DEADLINE:?}");
+}
