@@ -218,28 +218,71 @@ impl Image {
         Some(IdNumber(self.households.head_id[slot as usize]))
     }
 
+    /// The slot of a live household, remembering it: persons arrive grouped by household (file
+    /// order, key order at rebuild), so the last one is asked for again and again.
+    fn household_slot_cached(&mut self, id: HouseholdId) -> Option<u32> {
+        if let Some((last, slot)) = self.last_household {
+            if last == id {
+                return Some(slot);
+            }
+            // Persons usually come in their households' order, which is slot order after an
+            // import or a rebuild: try the next slot before hashing. A live slot holding the id
+            // is the id's slot (a removed household's slot is never live again).
+            let next = slot as usize + 1;
+            if self.households.household_id.get(next) == Some(&id.0) && self.households.alive[next]
+            {
+                self.last_household = Some((id, next as u32));
+                return Some(next as u32);
+            }
+        }
+        let slot = self.household_slot(id)?;
+        self.last_household = Some((id, slot));
+        Some(slot)
+    }
+
+    /// A household's `members` and its live persons stored, cheap for households asked for in
+    /// slot order.
+    pub fn member_counts_cached(&mut self, id: HouseholdId) -> Option<(u8, u16)> {
+        let slot = self.household_slot_cached(id)? as usize;
+        Some((
+            self.households.members[slot],
+            self.households.persons_stored[slot],
+        ))
+    }
+
+    /// The stored head ID of a household, as `head_id`, cheap for households asked for in
+    /// slot order.
+    pub fn head_id_cached(&mut self, id: HouseholdId) -> Option<IdNumber> {
+        let slot = self.household_slot_cached(id)?;
+        Some(IdNumber(self.households.head_id[slot as usize]))
+    }
+
+    /// True when the household is stored; cheap when asked for the same household repeatedly.
+    pub fn has_household_cached(&mut self, id: HouseholdId) -> bool {
+        self.household_slot_cached(id).is_some()
+    }
+
     /// Inserts or replaces a person. Returns false (and changes nothing) when the person's
     /// household is not in the image: storage guarantees it is.
     pub fn upsert_person(&mut self, row: &Person) -> bool {
-        // Persons arrive grouped by household (file order, key order at rebuild): remember the
-        // last household's slot instead of hashing its id again.
-        let household_slot = match self.last_household {
-            Some((id, slot)) if id == row.household_id => slot,
-            _ => {
-                let Some(slot) = self.household_slot(row.household_id) else {
-                    return false;
-                };
-                self.last_household = Some((row.household_id, slot));
-                slot
-            }
-        };
+        self.place_person(row).is_some()
+    }
+
+    /// Inserts or replaces a person, and tells where the person was before: `Some(None)` for a
+    /// new person, `Some(Some(household))` for one already stored (in that household, which may
+    /// be the row's own). `None`, with nothing changed, when the row's household is not in the
+    /// image.
+    pub fn place_person(&mut self, row: &Person) -> Option<Option<HouseholdId>> {
+        let household_slot = self.household_slot_cached(row.household_id)?;
         let columns = &mut self.persons;
         let next_slot = columns.alive.len() as u32;
+        let mut before = None;
         let slot = match self.person_slots.entry(row.person_id) {
             std::collections::hash_map::Entry::Occupied(entry) => {
                 let slot = *entry.get() as usize;
                 let previous = columns.household_slot[slot] as usize;
                 self.households.persons_stored[previous] -= 1;
+                before = Some(HouseholdId(self.households.household_id[previous]));
                 slot
             }
             std::collections::hash_map::Entry::Vacant(entry) => {
@@ -269,7 +312,7 @@ impl Image {
         columns.labor[slot] = row.labor.code();
         columns.in_school[slot] = row.in_school;
         columns.employed[slot] = row.employed;
-        true
+        Some(before)
     }
 
     /// Removes a household and the given persons (its members, as storage found them).

@@ -28,12 +28,15 @@ use tiermesh_federation::standard::validate::{
 };
 use tiermesh_storage::{Committer, PreparedWrite, Store};
 
-/// Default rows per validated batch handed to the writer, and per durable write.
+/// Default rows per durable write.
 pub const BATCH_ROWS_DEFAULT: usize = 65_536;
+/// Rows per validated batch the reader hands to the writer: small enough that a batch is still
+/// in cache when the writer takes it.
+const HANDOFF_ROWS: usize = 2_048;
 /// Largest batch accepted.
 pub const BATCH_ROWS_MAX: usize = 1 << 20;
 /// Batches in flight between the reader and the writer.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 8;
 /// Columns a row may have (the standard's widest table plus the report columns).
 const ROW_CELLS_MAX: usize = 32;
 /// Bytes of one CSV record at most; a longer one is rejected, not buffered.
@@ -364,8 +367,14 @@ pub fn import(
             .name("import-writer".to_string())
             .spawn_scoped(scope, || {
                 let mut writer = Writer::new(store, link, recycle, options, &mut reports);
-                writer.run(receiver)?;
-                writer.finish()
+                match writer.run(receiver) {
+                    Ok(()) => writer.finish(),
+                    Err(error) => {
+                        // Staged rows the image shows were never committed.
+                        writer.store.discard_staged()?;
+                        Err(error)
+                    }
+                }
             })
             .context("starting the import writer thread")?;
         let read_result = read_inputs(
@@ -420,7 +429,7 @@ fn read_inputs(
             })
             .map_err(|_| closed())?;
         let mut seen: FastSet<u64> = FastSet::default();
-        let batch_rows = context_batch_rows(batch_rows);
+        let batch_rows = context_batch_rows(batch_rows).min(HANDOFF_ROWS);
         let mut items = Vec::with_capacity(batch_rows);
         let mut record = csv::ByteRecord::new();
         loop {
@@ -717,8 +726,11 @@ struct Writer<'a> {
     reports: &'a mut [FileReport],
     outputs: HashMap<usize, FileOutput>,
     table: Option<Table>,
-    households: Vec<Household>,
-    persons: Vec<Person>,
+    /// Rows staged in the store (or, in a dry run, accepted) since the last durable write.
+    staged_rows: usize,
+    /// The household the last persons row named, as `known_household` found it: persons come
+    /// grouped by household. Cleared by every households row (it may change a head).
+    last_known: Option<(HouseholdId, KnownHousehold)>,
     /// Households rejected in this run (and not accepted later in it).
     rejected_households: FastSet<HouseholdId>,
     /// Dry run: households accepted in this run.
@@ -755,8 +767,8 @@ impl<'a> Writer<'a> {
             reports,
             outputs: HashMap::new(),
             table: None,
-            households: Vec::new(),
-            persons: Vec::new(),
+            staged_rows: 0,
+            last_known: None,
             last_lines: Vec::new(),
             batch_rows: context_batch_rows(options.batch_rows),
             rejected_households: FastSet::default(),
@@ -797,7 +809,7 @@ impl<'a> Writer<'a> {
                     }
                     // Hand the emptied vector back; the reader then allocates no new batches.
                     let _ = self.recycle.try_send(items);
-                    if self.households.len() + self.persons.len() >= self.batch_rows {
+                    if self.staged_rows >= self.batch_rows {
                         self.flush()?;
                     }
                 }
@@ -806,15 +818,21 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn known_household(&self, id: HouseholdId) -> Option<KnownHousehold> {
-        if let Some(known) = self.pending.get(&id) {
-            return Some(*known);
+    fn known_household(&mut self, id: HouseholdId) -> Option<KnownHousehold> {
+        if let Some((last, known)) = self.last_known {
+            if last == id {
+                return Some(known);
+            }
         }
-        let head = self.store.image().head_id(id)?;
-        Some(KnownHousehold {
-            head,
-            region: RegionCode::from_u64(id.region_value()).ok()?,
-        })
+        let known = match self.pending.get(&id) {
+            Some(known) => *known,
+            None => KnownHousehold {
+                head: self.store.stored_head(id)?,
+                region: RegionCode::from_u64(id.region_value()).ok()?,
+            },
+        };
+        self.last_known = Some((id, known));
+        Some(known)
     }
 
     fn apply(&mut self, file: usize, item: Item) -> Result<()> {
@@ -848,6 +866,7 @@ impl<'a> Writer<'a> {
             } => {
                 let id = row.household_id;
                 self.rejected_households.remove(&id);
+                self.last_known = None;
                 if self.options.dry_run {
                     self.pending.insert(
                         id,
@@ -867,7 +886,10 @@ impl<'a> Writer<'a> {
                     self.warn(file, line, &warnings, &raw)?;
                 }
                 self.reports[file].stored += 1;
-                self.households.push(row);
+                self.staged_rows += 1;
+                if !self.options.dry_run {
+                    self.store.stage_household(row);
+                }
             }
             Item::Person {
                 line,
@@ -917,11 +939,15 @@ impl<'a> Writer<'a> {
                     return self.reject(file, line, &[issue], &raw);
                 }
                 let mut warnings = warnings;
-                let previous = self
-                    .pending_persons
-                    .get(&row.person_id)
-                    .copied()
-                    .or_else(|| self.store.image().person_household(row.person_id));
+                // The row is accepted from here on: staging it tells where the person was.
+                let previous = if self.options.dry_run {
+                    self.pending_persons
+                        .get(&row.person_id)
+                        .copied()
+                        .or_else(|| self.store.image().person_household(row.person_id))
+                } else {
+                    self.store.stage_person(row.clone())?
+                };
                 if let Some(previous) = previous {
                     if previous.region_value() != household.region.value() {
                         warnings.push(Issue {
@@ -958,7 +984,7 @@ impl<'a> Writer<'a> {
                     self.last_person_household = Some(id);
                 }
                 self.reports[file].stored += 1;
-                self.persons.push(row);
+                self.staged_rows += 1;
             }
         }
         Ok(())
@@ -983,9 +1009,8 @@ impl<'a> Writer<'a> {
     }
 
     fn flush(&mut self) -> Result<()> {
+        self.staged_rows = 0;
         if self.options.dry_run {
-            self.households.clear();
-            self.persons.clear();
             self.last_lines.clear();
             return Ok(());
         }
@@ -1000,15 +1025,7 @@ impl<'a> Writer<'a> {
                 )
             })
             .collect();
-        let mut prepared = Vec::with_capacity(2);
-        if !self.households.is_empty() {
-            prepared.push(self.store.prepare_households(&self.households));
-            self.households.clear();
-        }
-        if !self.persons.is_empty() {
-            prepared.push(self.store.prepare_persons(&self.persons)?);
-            self.persons.clear();
-        }
+        let prepared = self.store.take_staged_writes();
         if prepared.is_empty() {
             // Every row of the batch was rejected: nothing to make durable.
             for line in lines {
@@ -1046,37 +1063,33 @@ impl<'a> Writer<'a> {
         }
         let mut entries = std::mem::take(&mut self.touched);
         entries.sort_by_key(|touched| touched.id);
-        // One check per household, filed against its last households row of this run, or else
-        // the first persons row that touched it.
-        let mut touched: Vec<Touched> = entries
-            .chunk_by(|a, b| a.id == b.id)
-            .map(|group| {
-                *group
-                    .iter()
-                    .rev()
-                    .find(|touched| touched.members > 0)
-                    .unwrap_or(&group[0])
-            })
-            .collect();
-        drop(entries);
-        touched.sort_by_key(|touched| (touched.file, touched.line, touched.id));
-        for touched in touched {
+        // One check per household, in id order (stored order: cheap lookups), filed against its
+        // last households row of this run, or else the first persons row that touched it.
+        let mut mismatches = Vec::new();
+        for group in entries.chunk_by(|a, b| a.id == b.id) {
+            let touched = *group
+                .iter()
+                .rev()
+                .find(|touched| touched.members > 0)
+                .unwrap_or(&group[0]);
             let id = touched.id;
-            let image = self.store.image();
-            let stored_members = image
-                .household_slot(id)
-                .map(|slot| image.households.members[slot as usize]);
-            let members = match (touched.members, stored_members) {
-                (0, Some(stored)) => stored,
+            let counts = self.store.member_counts(id);
+            let members = match (touched.members, counts) {
+                (0, Some((stored, _))) => stored,
                 (0, None) => continue,
                 (imported, _) => imported,
             };
-            let stored = image.persons_stored(id);
+            let stored = counts.map_or(0, |(_, persons)| persons);
             let delta = self.dry_run_deltas.get(&id).copied().unwrap_or(0);
             let persons = (i32::from(stored) + delta).max(0) as u16;
-            if u16::from(members) == persons {
-                continue;
+            if u16::from(members) != persons {
+                mismatches.push((touched, members, persons));
             }
+        }
+        drop(entries);
+        mismatches.sort_by_key(|(touched, _, _)| (touched.file, touched.line, touched.id));
+        for (touched, members, persons) in mismatches {
+            let id = touched.id;
             let warning = Issue {
                 severity: Severity::Warning,
                 column: Some("members"),

@@ -14,6 +14,11 @@ use tiermesh_federation::record::HouseholdId;
 use tiermesh_federation::region::RegionCode;
 use tiermesh_storage::StoreOptions;
 
+/// mimalloc: cheaper small allocations than glibc's, and large blocks on transparent huge pages
+/// where the system allows it (the image's hash tables are hundreds of MB, randomly accessed).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// TierMesh: every administrative tier keeps its own poverty-alleviation records; aggregate
 /// questions travel, records do not.
 #[derive(Parser, Debug)]

@@ -10,4 +10,7 @@ mod store;
 
 pub use error::StorageError;
 pub use raft_log::RaftLog;
-pub use store::{Committer, Peek, PreparedWrite, RemoveSummary, Store, StoreOptions, WriteSummary};
+pub use store::{
+    Committer, Peek, PreparedWrite, RemoveSummary, Store, StoreOptions, WriteSummary,
+    INGEST_MIN_KEYS,
+};

@@ -1,13 +1,17 @@
 //! The node's RocksDB database: one column family per table plus node metadata, keys ordered so
-//! that a region is one range scan, synchronous WAL writes, and the columnar image beside it.
+//! that a region is one range scan, durable writes (WAL-synced batches, or fsynced table files
+//! ingested for bulk loads), and the columnar image beside it.
 //!
 //! Keys: `households` = household_id (u64 big-endian), so a region's households are one range;
 //! `persons` = household_id ++ person_id (both u64 big-endian), so a household's persons and a
 //! region's persons are one range. Where a person lives is found through the image (rebuilt from
 //! `persons` at open), so no second index is written per person.
 //!
-//! Invariant: the image reflects exactly the committed rows. Every write commits one RocksDB
-//! write batch (WAL, fsync) first and updates the image only after it succeeded.
+//! Invariant: whenever the store is not mutably borrowed, the image reflects exactly the
+//! committed rows. `write_*` update the image, commit, and rebuild the image if the commit
+//! failed; bulk loading (`stage_*`, `prepare_*` and a `Committer` on another thread) lets the
+//! image run ahead of the database until the commits are done, and its caller must
+//! `resync_image` (or `discard_staged`) when one fails.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +20,6 @@ use tiermesh_crypto::hex;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
-use tiermesh_federation::fast_hash::FastMap;
 use tiermesh_federation::image::Image;
 use tiermesh_federation::record::{Household, HouseholdId, IdNumber, Person};
 
@@ -92,6 +95,11 @@ pub struct RemoveSummary {
 /// A node's database and its columnar image.
 pub struct Store {
     db: Arc<DB>,
+    ingest_folder: PathBuf,
+    /// Bulk loads so far (names the next table file).
+    ingested: Arc<std::sync::atomic::AtomicU64>,
+    staged: Staged,
+    spares: Spares,
     path: PathBuf,
     image: Image,
     write_options: WriteOptions,
@@ -106,29 +114,183 @@ fn write_options(sync: bool) -> WriteOptions {
     options
 }
 
-/// A write batch whose rows the image already shows, waiting for `Committer::commit`.
+/// One key's new state in a prepared write: the key as a big-endian number (so that number
+/// order is key order), and the index of its row, or `DELETE`.
+#[derive(Clone, Copy)]
+struct Op {
+    key: u128,
+    row: u32,
+}
+
+/// `Op::row` of a deletion.
+const DELETE: u32 = u32::MAX;
+
+/// Rows of one table whose new state the image already shows, waiting for
+/// `Committer::commit`, which puts them in key order (one operation per key, the last given
+/// winning) and encodes them: that work is done on the committer's thread.
 pub struct PreparedWrite {
-    batch: WriteBatch,
+    table: &'static str,
+    ops: Vec<Op>,
+    households: Vec<Household>,
+    persons: Vec<Person>,
     rows: usize,
 }
 
 impl PreparedWrite {
+    fn new(table: &'static str, capacity: usize) -> PreparedWrite {
+        let (households, persons) = if table == CF_HOUSEHOLDS {
+            (capacity, 0)
+        } else {
+            (0, capacity)
+        };
+        PreparedWrite {
+            table,
+            ops: Vec::with_capacity(capacity + capacity / 8),
+            households: Vec::with_capacity(households),
+            persons: Vec::with_capacity(persons),
+            rows: 0,
+        }
+    }
+
+    fn put_household(&mut self, row: Household) {
+        self.push(u128::from(row.household_id.0), self.households.len());
+        self.households.push(row);
+    }
+
+    fn put_person(&mut self, row: Person) {
+        self.push(
+            person_key(row.household_id, row.person_id),
+            self.persons.len(),
+        );
+        self.persons.push(row);
+    }
+
+    fn delete(&mut self, key: u128) {
+        self.ops.push(Op { key, row: DELETE });
+    }
+
+    fn push(&mut self, key: u128, row: usize) {
+        // A prepared write holds far fewer than u32::MAX rows (batches are bounded by the caller).
+        let row = u32::try_from(row).expect("a prepared write of under 4 billion rows");
+        self.rows += 1;
+        self.ops.push(Op { key, row });
+    }
+
+    /// Sorts by key, keeping of each key only its last operation (the sort is stable).
+    fn seal(&mut self) {
+        self.ops.sort_by_key(|op| op.key);
+        let mut kept = 0;
+        for index in 0..self.ops.len() {
+            let last_of_key = self
+                .ops
+                .get(index + 1)
+                .is_none_or(|next| next.key != self.ops[index].key);
+            if last_of_key {
+                self.ops[kept] = self.ops[index];
+                kept += 1;
+            }
+        }
+        self.ops.truncate(kept);
+    }
+
+    /// The operations in key order: key bytes, and the encoded value or `None` for a deletion.
+    fn for_each(
+        &self,
+        mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut value = Vec::with_capacity(256);
+        let key_bytes = if self.table == CF_HOUSEHOLDS { 8 } else { 16 };
+        for op in &self.ops {
+            let key = op.key.to_be_bytes();
+            let key = &key[16 - key_bytes..];
+            if op.row == DELETE {
+                apply(key, None)?;
+                continue;
+            }
+            value.clear();
+            let row = op.row as usize;
+            if self.table == CF_HOUSEHOLDS {
+                row_codec::encode_household(&self.households[row], &mut value);
+            } else {
+                row_codec::encode_person(&self.persons[row], &mut value);
+            }
+            apply(key, Some(&value))?;
+        }
+        Ok(())
+    }
+
     /// Rows in the batch.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    fn clear(&mut self) {
+        self.ops.clear();
+        self.households.clear();
+        self.persons.clear();
+        self.rows = 0;
+    }
+}
+
+/// Emptied prepared writes, kept for the next batch of their table: a bulk load then reuses the
+/// same memory instead of asking the allocator (and the kernel) for new pages every batch.
+#[derive(Clone, Default)]
+struct Spares(Arc<std::sync::Mutex<Vec<PreparedWrite>>>);
+
+/// Spare prepared writes kept at most.
+const SPARES_MAX: usize = 4;
+
+impl Spares {
+    fn take(&self, table: &'static str) -> PreparedWrite {
+        let mut spares = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match spares.iter().position(|spare| spare.table == table) {
+            Some(index) => spares.swap_remove(index),
+            None => PreparedWrite::new(table, STAGED_ROWS_HINT),
+        }
+    }
+
+    fn give(&self, mut prepared: PreparedWrite) {
+        prepared.clear();
+        let mut spares = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spares.len() < SPARES_MAX {
+            spares.push(prepared);
+        }
     }
 }
 
 impl std::fmt::Debug for PreparedWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PreparedWrite({} rows)", self.rows)
+        write!(f, "PreparedWrite({} rows of {})", self.rows, self.table)
     }
 }
+
+/// Prepared writes of at least this many keys are bulk-loaded: written as a table file and
+/// ingested (RocksDB's bulk-load path), instead of going through the WAL and the memtable. The
+/// file is fsynced and the ingestion is recorded in the synced MANIFEST before `commit`
+/// returns, so such rows are as durable as WAL-synced ones.
+pub const INGEST_MIN_KEYS: usize = 4_096;
+
+/// Folder inside the database where table files for ingestion are written; emptied at open
+/// (a file left there by a crash was never ingested, and its rows were never reported stored).
+const INGEST_FOLDER: &str = "bulk-import";
+
+/// Meta key written (WAL, synced) after each ingestion, so that the data version moves: an
+/// ingested file that overlaps nothing takes no sequence number of its own.
+const META_INGESTED: &str = "ingested-batches";
 
 /// Commits prepared batches, on another thread than the one that prepares the next.
 pub struct Committer {
     db: Arc<DB>,
     write_options: WriteOptions,
+    ingest_folder: PathBuf,
+    ingested: Arc<std::sync::atomic::AtomicU64>,
+    spares: Spares,
 }
 
 impl std::fmt::Debug for Committer {
@@ -138,14 +300,99 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Writes the batch durably (WAL, fsync unless the store was opened without sync).
+    /// Makes the prepared write durable: a large one is written as a table file and ingested,
+    /// a small one goes through the WAL (fsync unless the store was opened without sync).
     /// Returns the sequence number after it.
-    pub fn commit(&self, prepared: PreparedWrite) -> Result<u64, StorageError> {
-        self.db
-            .write_opt(prepared.batch, &self.write_options)
-            .map_err(|e| StorageError::engine("write", e))?;
+    pub fn commit(&self, mut prepared: PreparedWrite) -> Result<u64, StorageError> {
+        let cf = self
+            .db
+            .cf_handle(prepared.table)
+            .expect("column family created at open");
+        prepared.seal();
+        let written = self.write(cf, &prepared);
+        self.spares.give(prepared);
+        written?;
         Ok(self.db.latest_sequence_number())
     }
+
+    fn write(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        prepared: &PreparedWrite,
+    ) -> Result<(), StorageError> {
+        if prepared.ops.len() >= INGEST_MIN_KEYS {
+            self.ingest(cf, prepared)
+        } else {
+            let mut batch = WriteBatch::default();
+            prepared.for_each(|key, value| {
+                match value {
+                    Some(value) => batch.put_cf(cf, key, value),
+                    None => batch.delete_cf(cf, key),
+                }
+                Ok(())
+            })?;
+            self.db
+                .write_opt(batch, &self.write_options)
+                .map_err(|e| StorageError::engine("write", e))
+        }
+    }
+
+    fn ingest(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        prepared: &PreparedWrite,
+    ) -> Result<(), StorageError> {
+        let number = self
+            .ingested
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .ingest_folder
+            .join(format!("{}-{number}.sst", prepared.table));
+        let result = self.write_table_file(&path, prepared).and_then(|()| {
+            let mut options = rocksdb::IngestExternalFileOptions::default();
+            options.set_move_files(true);
+            self.db
+                .ingest_external_file_cf_opts(cf, &options, vec![&path])
+                .map_err(|e| StorageError::engine("bulk load", e))
+        });
+        if result.is_err() {
+            // Moved into the database on success; a failed file is of no use.
+            let _ = std::fs::remove_file(&path);
+        }
+        result?;
+        let meta = self
+            .db
+            .cf_handle(CF_META)
+            .expect("column family created at open");
+        self.db
+            .put_cf_opt(
+                meta,
+                META_INGESTED,
+                (number + 1).to_be_bytes(),
+                &self.write_options,
+            )
+            .map_err(|e| StorageError::engine("write", e))
+    }
+
+    fn write_table_file(&self, path: &Path, prepared: &PreparedWrite) -> Result<(), StorageError> {
+        let options = table_options();
+        let mut writer = rocksdb::SstFileWriter::create(&options);
+        let failed = |e| StorageError::engine("bulk load", e);
+        writer.open(path).map_err(failed)?;
+        prepared.for_each(|key, value| match value {
+            Some(value) => writer.put(key, value).map_err(failed),
+            None => writer.delete(key).map_err(failed),
+        })?;
+        // Syncs the file before returning.
+        writer.finish().map_err(failed)
+    }
+}
+
+/// Options of the record tables, shared by the column families and the bulk-load writer.
+fn table_options() -> Options {
+    let mut options = Options::default();
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options
 }
 
 impl std::fmt::Debug for Store {
@@ -156,11 +403,27 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn person_key(household: HouseholdId, person: IdNumber) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&household.0.to_be_bytes());
-    key[8..].copy_from_slice(&person.0.to_be_bytes());
-    key
+fn missing_household(row: &Person) -> StorageError {
+    StorageError::MissingHousehold {
+        person: row.person_id.text(),
+        household: row.household_id.to_string(),
+    }
+}
+
+/// Rows a staged write makes room for at first.
+const STAGED_ROWS_HINT: usize = 1 << 16;
+
+/// Writes staged row by row and not yet handed out, per table.
+#[derive(Default)]
+struct Staged {
+    households: Option<PreparedWrite>,
+    persons: Option<PreparedWrite>,
+}
+
+/// The persons key as a number: household id, then person id, so that its big-endian bytes
+/// are the stored key.
+fn person_key(household: HouseholdId, person: IdNumber) -> u128 {
+    (u128::from(household.0) << 64) | u128::from(person.0)
 }
 
 impl Store {
@@ -172,9 +435,8 @@ impl Store {
         db_options.set_max_background_jobs(2);
         db_options.set_paranoid_checks(true);
         let descriptors = COLUMN_FAMILIES.iter().map(|name| {
-            let mut cf_options = Options::default();
+            let mut cf_options = table_options();
             cf_options.set_write_buffer_size(options.write_buffer_bytes);
-            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(*name, cf_options)
         });
         let db = DB::open_cf_descriptors(&db_options, path, descriptors).map_err(|error| {
@@ -183,8 +445,32 @@ impl Store {
                 message: error.into_string(),
             }
         })?;
+        let ingest_folder = path.join(INGEST_FOLDER);
+        if ingest_folder.exists() {
+            std::fs::remove_dir_all(&ingest_folder).map_err(|error| StorageError::Open {
+                path: ingest_folder.clone(),
+                message: format!("cannot clear the bulk-load folder: {error}"),
+            })?;
+        }
+        std::fs::create_dir_all(&ingest_folder).map_err(|error| StorageError::Open {
+            path: ingest_folder.clone(),
+            message: format!("cannot create the bulk-load folder: {error}"),
+        })?;
+        let ingested = db
+            .get_cf(
+                db.cf_handle(CF_META)
+                    .expect("column family created at open"),
+                META_INGESTED,
+            )
+            .map_err(|e| StorageError::engine("read", e))?
+            .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
         let write_options = write_options(options.sync_writes);
         let mut store = Store {
+            ingest_folder,
+            ingested: Arc::new(std::sync::atomic::AtomicU64::new(ingested)),
+            staged: Staged::default(),
+            spares: Spares::default(),
             db: Arc::new(db),
             sync_writes: options.sync_writes,
             path: path.to_path_buf(),
@@ -219,6 +505,7 @@ impl Store {
 
     /// Reads every stored row into a fresh image, from one snapshot.
     fn rebuild_image(&mut self) -> Result<(), StorageError> {
+        self.staged = Staged::default();
         let mut image = Image::new();
         let estimate = |name: &str| {
             self.db
@@ -306,52 +593,130 @@ impl Store {
         Ok(persons)
     }
 
-    /// Upserts households in one durable write batch.
+    /// Upserts households in one durable write (the last row of a household given twice wins).
     pub fn write_households(&mut self, rows: &[Household]) -> Result<WriteSummary, StorageError> {
-        let batch = self.households_batch(rows);
-        self.commit(batch)?;
-        for row in rows {
-            self.image.upsert_household(row);
-        }
-        Ok(self.summary(rows.len()))
+        let prepared = self.prepare_households(rows);
+        self.commit_prepared(prepared, rows.len())
     }
 
-    /// Upserts persons in one durable write batch. A person already stored under another
-    /// household moves. Every person's household must be stored.
+    /// Upserts persons in one durable write. A person already stored under another household
+    /// moves; a person given twice moves once, to the last. Every person's household must be
+    /// stored.
     pub fn write_persons(&mut self, rows: &[Person]) -> Result<WriteSummary, StorageError> {
-        let batch = self.persons_batch(rows)?;
-        self.commit(batch)?;
-        for row in rows {
-            self.image.upsert_person(row);
-        }
-        Ok(self.summary(rows.len()))
+        let prepared = self.prepare_persons(rows)?;
+        self.commit_prepared(prepared, rows.len())
     }
 
-    /// Bulk loading: shows the households in the image at once and returns their write batch,
-    /// to be committed by a `Committer` (on another thread) while the next batch is prepared.
-    /// Until it is committed the image is ahead of the database; if a commit fails, call
-    /// `resync_image` before answering anything from this store.
+    /// Commits a write the image already shows. The store is borrowed mutably throughout, so
+    /// nobody reads the image while it is ahead of the database; if the commit fails, the image
+    /// is rebuilt from the database before the error is returned.
+    fn commit_prepared(
+        &mut self,
+        prepared: PreparedWrite,
+        rows: usize,
+    ) -> Result<WriteSummary, StorageError> {
+        if let Err(error) = self.committer().commit(prepared) {
+            self.rebuild_image()?;
+            return Err(error);
+        }
+        self.image.data_version = self.db.latest_sequence_number();
+        Ok(self.summary(rows))
+    }
+
+    /// Bulk loading: shows the households in the image at once and returns their write, to be
+    /// committed by a `Committer` (on another thread) while the next batch is prepared. Until it
+    /// is committed the image is ahead of the database; if a commit fails, call `resync_image`
+    /// before answering anything from this store.
     pub fn prepare_households(&mut self, rows: &[Household]) -> PreparedWrite {
-        let batch = self.households_batch(rows);
         for row in rows {
-            self.image.upsert_household(row);
+            self.stage_household(row.clone());
         }
-        PreparedWrite {
-            batch,
-            rows: rows.len(),
-        }
+        self.take_staged(CF_HOUSEHOLDS)
     }
 
-    /// Bulk loading of persons; see `prepare_households`.
+    /// Bulk loading of persons; see `prepare_households`. Fails, changing nothing, when a
+    /// person's household is not stored.
     pub fn prepare_persons(&mut self, rows: &[Person]) -> Result<PreparedWrite, StorageError> {
-        let batch = self.persons_batch(rows)?;
-        for row in rows {
-            self.image.upsert_person(row);
+        if let Some(row) = rows
+            .iter()
+            .find(|row| !self.image.has_household_cached(row.household_id))
+        {
+            return Err(missing_household(row));
         }
-        Ok(PreparedWrite {
-            batch,
-            rows: rows.len(),
-        })
+        for row in rows {
+            self.stage_person(row.clone())?;
+        }
+        Ok(self.take_staged(CF_PERSONS))
+    }
+
+    /// Bulk loading row by row: shows the household in the image at once and adds it to the
+    /// staged write that `take_staged_writes` hands out. Until that write is committed the image
+    /// is ahead of the database (see `prepare_households`); `discard_staged` undoes staging.
+    pub fn stage_household(&mut self, row: Household) {
+        self.image.upsert_household(&row);
+        let spares = &self.spares;
+        self.staged
+            .households
+            .get_or_insert_with(|| spares.take(CF_HOUSEHOLDS))
+            .put_household(row);
+    }
+
+    /// Bulk loading row by row, as `stage_household`: places the person in the image and
+    /// returns the household the person was stored under before (none for a new person; the
+    /// row's own household for an update in place). Fails, changing nothing, when the person's
+    /// household is not in the image.
+    pub fn stage_person(&mut self, row: Person) -> Result<Option<HouseholdId>, StorageError> {
+        let before = self
+            .image
+            .place_person(&row)
+            .ok_or_else(|| missing_household(&row))?;
+        let spares = &self.spares;
+        let staged = self
+            .staged
+            .persons
+            .get_or_insert_with(|| spares.take(CF_PERSONS));
+        if let Some(previous) = before.filter(|previous| *previous != row.household_id) {
+            staged.delete(person_key(previous, row.person_id));
+        }
+        staged.put_person(row);
+        Ok(before)
+    }
+
+    /// The stored head ID of a household; cheap for households asked for in stored order.
+    pub fn stored_head(&mut self, id: HouseholdId) -> Option<IdNumber> {
+        self.image.head_id_cached(id)
+    }
+
+    /// A stored household's `members` and the persons stored for it; cheap for households
+    /// asked for in stored order.
+    pub fn member_counts(&mut self, id: HouseholdId) -> Option<(u8, u16)> {
+        self.image.member_counts_cached(id)
+    }
+
+    /// The staged writes, households first (a person's household must be durable no later
+    /// than the person), for a `Committer`.
+    pub fn take_staged_writes(&mut self) -> Vec<PreparedWrite> {
+        [self.staged.households.take(), self.staged.persons.take()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Drops what was staged and not taken, rebuilding the image if anything was.
+    pub fn discard_staged(&mut self) -> Result<(), StorageError> {
+        let staged = self.staged.households.take().is_some() | self.staged.persons.take().is_some();
+        if staged {
+            self.rebuild_image()?;
+        }
+        Ok(())
+    }
+
+    fn take_staged(&mut self, table: &'static str) -> PreparedWrite {
+        let staged = match table {
+            CF_HOUSEHOLDS => self.staged.households.take(),
+            _ => self.staged.persons.take(),
+        };
+        staged.unwrap_or_else(|| PreparedWrite::new(table, 0))
     }
 
     /// A committer for prepared batches.
@@ -359,6 +724,9 @@ impl Store {
         Committer {
             db: Arc::clone(&self.db),
             write_options: write_options(self.sync_writes),
+            ingest_folder: self.ingest_folder.clone(),
+            ingested: Arc::clone(&self.ingested),
+            spares: self.spares.clone(),
         }
     }
 
@@ -371,54 +739,6 @@ impl Store {
     /// Takes the data version from the database after prepared batches were committed.
     pub fn refresh_data_version(&mut self) {
         self.image.data_version = self.db.latest_sequence_number();
-    }
-
-    fn households_batch(&self, rows: &[Household]) -> WriteBatch {
-        let mut batch = WriteBatch::default();
-        let mut value = Vec::with_capacity(128);
-        let cf = self.cf(CF_HOUSEHOLDS);
-        for row in rows {
-            value.clear();
-            row_codec::encode_household(row, &mut value);
-            batch.put_cf(cf, row.household_id.0.to_be_bytes(), &value);
-        }
-        batch
-    }
-
-    fn persons_batch(&self, rows: &[Person]) -> Result<WriteBatch, StorageError> {
-        let mut batch = WriteBatch::default();
-        let mut value = Vec::with_capacity(32);
-        let persons = self.cf(CF_PERSONS);
-        // The last row of each person wins (a person given twice in one call moves once).
-        let mut last: FastMap<IdNumber, usize> = FastMap::default();
-        last.reserve(rows.len());
-        for (index, row) in rows.iter().enumerate() {
-            if !self.image.has_household(row.household_id) {
-                return Err(StorageError::MissingHousehold {
-                    person: row.person_id.text(),
-                    household: row.household_id.to_string(),
-                });
-            }
-            last.insert(row.person_id, index);
-        }
-        // Keys in ascending order: RocksDB's memtable insert hint then makes each insert cheap.
-        let mut order: Vec<([u8; 16], usize)> = Vec::with_capacity(last.len());
-        for (person, index) in &last {
-            let household = rows[*index].household_id;
-            if let Some(stored) = self.image.person_household(*person) {
-                if stored != household {
-                    batch.delete_cf(persons, person_key(stored, *person));
-                }
-            }
-            order.push((person_key(household, *person), *index));
-        }
-        order.sort_unstable_by_key(|(key, _)| *key);
-        for (key, index) in &order {
-            value.clear();
-            row_codec::encode_person(&rows[*index], &mut value);
-            batch.put_cf(persons, key, &value);
-        }
-        Ok(batch)
     }
 
     /// Removes households with all their persons, in one durable write batch.
@@ -442,7 +762,7 @@ impl Store {
                 .map(|person| person.person_id)
                 .collect();
             for person in &members {
-                batch.delete_cf(self.cf(CF_PERSONS), person_key(*id, *person));
+                batch.delete_cf(self.cf(CF_PERSONS), person_key(*id, *person).to_be_bytes());
             }
             batch.delete_cf(self.cf(CF_HOUSEHOLDS), id.0.to_be_bytes());
             summary.persons += members.len();

@@ -6,7 +6,7 @@ use tiermesh_federation::record::{
     Cause, Education, Gender, Health, Household, HouseholdId, IdNumber, Industry, Labor, Person,
     Relation, Status,
 };
-use tiermesh_storage::{StorageError, Store, StoreOptions};
+use tiermesh_storage::{StorageError, Store, StoreOptions, INGEST_MIN_KEYS};
 
 fn household(id: u64, members: u8) -> Household {
     Household {
@@ -189,4 +189,280 @@ fn a_person_given_twice_in_one_batch_is_stored_once() {
     drop(store);
     let store = Store::open(dir.path(), &StoreOptions::default()).expect("reopen");
     assert_eq!(store.image().persons_len(), 1);
+}
+
+// Bulk loads: a prepared write of at least `INGEST_MIN_KEYS` keys is written as a table file and
+// ingested instead of going through the WAL. These tests hold that path to the same behaviour
+// as the small one, on a real database, across reopen.
+
+/// Households `first..first + count` of one village, each with `members` persons.
+fn village(first: u64, count: u64) -> Vec<Household> {
+    (first..first + count)
+        .map(|serial| household(5201020012010000 + serial, 2))
+        .collect()
+}
+
+fn bulk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("bulk-import"))
+        .expect("the bulk-load folder exists")
+        .map(|entry| entry.expect("entry").path())
+        .collect()
+}
+
+#[test]
+fn a_bulk_load_is_durable_moves_the_data_version_and_leaves_no_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = INGEST_MIN_KEYS as u64 + 10;
+    let households = village(0, rows);
+    let persons: Vec<Person> = households
+        .iter()
+        .flat_map(|row| {
+            let base = (row.household_id.0 % 100_000) * 10;
+            [
+                person(base + 1, row.household_id.0),
+                person(base + 2, row.household_id.0),
+            ]
+        })
+        .collect();
+    let versions;
+    {
+        let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+        let before = store.data_version();
+        let committer = store.committer();
+        let prepared = store.prepare_households(&households);
+        assert_eq!(prepared.rows(), households.len());
+        let after_households = committer.commit(prepared).expect("bulk households");
+        let prepared = store.prepare_persons(&persons).expect("prepare persons");
+        let after_persons = committer.commit(prepared).expect("bulk persons");
+        assert!(before < after_households && after_households < after_persons);
+        store.refresh_data_version();
+        versions = store.data_version();
+        assert_eq!(store.image().households_len(), households.len());
+        assert_eq!(store.image().persons_len(), persons.len());
+        assert!(
+            bulk_files(dir.path()).is_empty(),
+            "ingested files are moved into the database"
+        );
+    }
+    let store = Store::open(dir.path(), &StoreOptions::default()).expect("reopen");
+    assert_eq!(store.data_version(), versions);
+    assert_eq!(
+        store.count_stored().expect("count"),
+        (households.len() as u64, persons.len() as u64)
+    );
+    let sample = &households[rows as usize / 2];
+    assert_eq!(
+        store.household(sample.household_id).expect("read"),
+        Some(sample.clone())
+    );
+    assert_eq!(
+        store.persons_of(sample.household_id).expect("read").len(),
+        2
+    );
+}
+
+#[test]
+fn a_bulk_load_over_stored_rows_replaces_them_and_moves_persons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = INGEST_MIN_KEYS as u64 + 1;
+    let mut households = village(0, rows);
+    let target = household(H3, 3);
+    households.push(target.clone());
+    let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+    // Small writes first (WAL and memtable), then a bulk load over the same keys.
+    store
+        .write_households(&households)
+        .expect("bulk households");
+    store
+        .write_persons(&[person(1, households[0].household_id.0)])
+        .expect("small person");
+    let mut changed: Vec<Household> = households
+        .iter()
+        .map(|row| Household {
+            members: 1,
+            ..row.clone()
+        })
+        .collect();
+    changed.pop();
+    store.write_households(&changed).expect("bulk replace");
+    // Every household but the last gets one person; person 1 moves to H3 on the way, twice
+    // given in the batch: the last wins.
+    let mut persons: Vec<Person> = changed
+        .iter()
+        .enumerate()
+        .map(|(index, row)| person(1_000 + index as u64, row.household_id.0))
+        .collect();
+    persons.insert(10, person(1, changed[5].household_id.0));
+    persons.push(person(1, H3));
+    store.write_persons(&persons).expect("bulk persons");
+    let check = |store: &Store| {
+        assert_eq!(
+            store.household(changed[7].household_id).expect("read"),
+            Some(changed[7].clone())
+        );
+        assert_eq!(
+            store.household(HouseholdId(H3)).expect("read"),
+            Some(target.clone())
+        );
+        assert_eq!(
+            store.count_stored().expect("count"),
+            (households.len() as u64, changed.len() as u64 + 1)
+        );
+        let at_h3 = store.persons_of(HouseholdId(H3)).expect("read");
+        assert_eq!(at_h3, vec![person(1, H3)]);
+        assert_eq!(store.image().persons_stored(HouseholdId(H3)), 1);
+        assert_eq!(store.image().persons_stored(changed[0].household_id), 1);
+        assert_eq!(store.image().persons_stored(changed[5].household_id), 1);
+    };
+    check(&store);
+    drop(store);
+    let store = Store::open(dir.path(), &StoreOptions::default()).expect("reopen");
+    check(&store);
+}
+
+#[test]
+fn a_table_file_left_by_a_crash_is_never_ingested() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+        store.write_households(&[household(H1, 1)]).expect("write");
+    }
+    let leftover = dir.path().join("bulk-import").join("households-7.sst");
+    std::fs::write(&leftover, b"half a table file").expect("plant");
+    let store = Store::open(dir.path(), &StoreOptions::default()).expect("reopen");
+    assert!(
+        !leftover.exists(),
+        "the bulk-load folder is emptied at open"
+    );
+    assert_eq!(store.count_stored().expect("count"), (1, 0));
+}
+
+#[test]
+fn staged_rows_that_are_discarded_leave_the_image_as_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+    store.write_households(&[household(H1, 1)]).expect("write");
+    store.stage_household(household(H2, 1));
+    assert_eq!(
+        store.stage_person(person(1, H2)).expect("staged person"),
+        None
+    );
+    assert!(matches!(
+        store.stage_person(person(2, H3)),
+        Err(StorageError::MissingHousehold { .. })
+    ));
+    assert_eq!(store.image().households_len(), 2);
+    store.discard_staged().expect("discard");
+    assert_eq!(store.image().households_len(), 1);
+    assert_eq!(store.image().persons_len(), 0);
+    assert!(store.take_staged_writes().is_empty());
+}
+
+mod bulk_model {
+    //! Random sequences of small and bulk writes against a model of what must be stored.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// One write: `count` rows, drawn with a small generator from `seed`, over a key space
+    /// small enough that upserts and moves are common.
+    #[derive(Clone, Debug)]
+    struct Write {
+        persons: bool,
+        count: usize,
+        seed: u64,
+    }
+
+    fn write_strategy() -> impl Strategy<Value = Write> {
+        (
+            any::<bool>(),
+            prop_oneof![1usize..50, INGEST_MIN_KEYS..INGEST_MIN_KEYS + 600],
+            any::<u64>(),
+        )
+            .prop_map(|(persons, count, seed)| Write {
+                persons,
+                count,
+                seed,
+            })
+    }
+
+    fn next(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    const HOUSEHOLDS: u64 = 6_000;
+    const PERSONS: u64 = 9_000;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+        #[test]
+        fn bulk_and_small_writes_store_what_the_model_says(
+            writes in proptest::collection::vec(write_strategy(), 1..6)
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
+            let mut households: BTreeMap<u64, Household> = BTreeMap::new();
+            let mut persons: BTreeMap<u64, Person> = BTreeMap::new();
+            for write in &writes {
+                let mut state = write.seed;
+                if write.persons && !households.is_empty() {
+                    let ids: Vec<u64> = households.keys().copied().collect();
+                    let rows: Vec<Person> = (0..write.count)
+                        .map(|_| {
+                            let household = ids[next(&mut state) as usize % ids.len()];
+                            let mut row = person(1 + next(&mut state) % PERSONS, household);
+                            row.employed = next(&mut state) % 2 == 0;
+                            row
+                        })
+                        .collect();
+                    store.write_persons(&rows).expect("persons");
+                    for row in rows {
+                        persons.insert(row.person_id.0, row);
+                    }
+                } else {
+                    let rows: Vec<Household> = (0..write.count)
+                        .map(|_| {
+                            let mut row = village(next(&mut state) % HOUSEHOLDS, 1).remove(0);
+                            row.members = (1 + next(&mut state) % 9) as u8;
+                            row
+                        })
+                        .collect();
+                    store.write_households(&rows).expect("households");
+                    for row in rows {
+                        households.insert(row.household_id.0, row);
+                    }
+                }
+            }
+            for reopened in [false, true] {
+                if reopened {
+                    drop(store);
+                    store = Store::open(dir.path(), &StoreOptions::default()).expect("reopen");
+                }
+                prop_assert_eq!(
+                    store.count_stored().expect("count"),
+                    (households.len() as u64, persons.len() as u64)
+                );
+                prop_assert_eq!(store.image().persons_len(), persons.len());
+                for (id, row) in &households {
+                    let stored = store.household(HouseholdId(*id)).expect("read");
+                    prop_assert_eq!(stored.as_ref(), Some(row));
+                    let mut expected: Vec<Person> = persons
+                        .values()
+                        .filter(|person| person.household_id.0 == *id)
+                        .cloned()
+                        .collect();
+                    expected.sort_by_key(|person| person.person_id);
+                    let stored = store.persons_of(HouseholdId(*id)).expect("read");
+                    prop_assert_eq!(
+                        usize::from(store.image().persons_stored(HouseholdId(*id))),
+                        expected.len()
+                    );
+                    prop_assert_eq!(stored, expected);
+                }
+            }
+        }
+    }
 }
