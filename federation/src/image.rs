@@ -121,8 +121,42 @@ impl Image {
 
     /// Makes room for this many more rows without reallocating.
     pub fn reserve(&mut self, households: usize, persons: usize) {
-        self.household_slots.reserve(households);
-        self.person_slots.reserve(persons);
+        if households > 0 {
+            self.household_slots.reserve(households);
+            let columns = &mut self.households;
+            columns.alive.reserve(households);
+            columns.household_id.reserve(households);
+            columns.region_code.reserve(households);
+            columns.members.reserve(households);
+            columns.cause.reserve(households);
+            columns.status.reserve(households);
+            columns.registered_year.reserve(households);
+            columns.exit_year.reserve(households);
+            columns.income_per_capita.reserve(households);
+            columns.housing_safe.reserve(households);
+            columns.water_safe.reserve(households);
+            columns.medical_insured.reserve(households);
+            columns.cadre_id.reserve(households);
+            columns.industry.reserve(households);
+            columns.relocated.reserve(households);
+            columns.relocation_site.reserve(households);
+            columns.persons_stored.reserve(households);
+            columns.head_id.reserve(households);
+        }
+        if persons > 0 {
+            self.person_slots.reserve(persons);
+            let columns = &mut self.persons;
+            columns.alive.reserve(persons);
+            columns.household_slot.reserve(persons);
+            columns.relation.reserve(persons);
+            columns.gender.reserve(persons);
+            columns.birth_date.reserve(persons);
+            columns.education.reserve(persons);
+            columns.health.reserve(persons);
+            columns.labor.reserve(persons);
+            columns.in_school.reserve(persons);
+            columns.employed.reserve(persons);
+        }
     }
 
     /// Live households.

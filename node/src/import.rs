@@ -35,6 +35,11 @@ pub const BATCH_ROWS_DEFAULT: usize = 65_536;
 const HANDOFF_ROWS: usize = 2_048;
 /// Largest batch accepted.
 pub const BATCH_ROWS_MAX: usize = 1 << 20;
+/// Lines of the first file of a table read before the import estimates the table's rows.
+const EXPECT_AFTER_LINES: u64 = 1_000;
+/// Rows the image makes room for ahead, at most, per table and import (a hint; more rows still
+/// fit, they grow the image step by step).
+const EXPECT_ROWS_MAX: usize = 1 << 25;
 /// Batches in flight between the reader and the writer.
 const BATCHES_IN_FLIGHT: usize = 8;
 /// Columns a row may have (the standard's widest table plus the report columns).
@@ -169,6 +174,8 @@ struct Input {
     table: Table,
     /// Lines end in CRLF (judged from the first line).
     crlf: bool,
+    /// Size of the file when opened.
+    bytes: u64,
 }
 
 /// Bytes looked at to tell CRLF from LF line ends.
@@ -209,6 +216,7 @@ fn open_input(
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Input> {
     let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file_bytes = file.metadata().map_or(0, |metadata| metadata.len());
     let crlf = first_line_ends_in_crlf(&mut file)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -252,6 +260,7 @@ fn open_input(
     let table = map.table;
     Ok(Input {
         index,
+        bytes: file_bytes,
         crlf,
         path: path.to_path_buf(),
         reader,
@@ -266,7 +275,9 @@ fn open_input(
 enum Item {
     Household {
         line: u64,
-        row: Household,
+        /// Boxed: a households row is several times a persons row, and every item is as large as
+        /// the largest kind.
+        row: Box<Household>,
         warnings: Vec<Issue>,
         raw: Option<csv::ByteRecord>,
     },
@@ -292,6 +303,13 @@ enum Message {
         file: usize,
         table: Table,
         header: Vec<String>,
+    },
+    /// About this many rows of `table` are coming in this import (estimated from the first
+    /// rows' size and the files' sizes): the image makes room for them at once instead of
+    /// growing step by step.
+    Expect {
+        table: Table,
+        rows: usize,
     },
     Batch {
         file: usize,
@@ -420,6 +438,17 @@ fn read_inputs(
     recycled: &Receiver<Vec<Item>>,
 ) -> Result<()> {
     let closed = || anyhow!("the import writer stopped early");
+    // Keys seen in the current file; one set for all files, so that its memory is reused.
+    let mut seen: FastSet<u64> = FastSet::default();
+    let table_bytes = |table: Table| -> u64 {
+        inputs
+            .iter()
+            .filter(|input| input.table == table)
+            .map(|input| input.bytes)
+            .sum()
+    };
+    let expected_bytes = [table_bytes(Table::Households), table_bytes(Table::Persons)];
+    let mut expected_sent = [false; 2];
     for input in inputs.iter_mut() {
         sender
             .send(Message::Start {
@@ -428,7 +457,7 @@ fn read_inputs(
                 header: input.header.clone(),
             })
             .map_err(|_| closed())?;
-        let mut seen: FastSet<u64> = FastSet::default();
+        seen.clear();
         let batch_rows = context_batch_rows(batch_rows).min(HANDOFF_ROWS);
         let mut items = Vec::with_capacity(batch_rows);
         let mut record = csv::ByteRecord::new();
@@ -450,6 +479,18 @@ fn read_inputs(
                 line
             };
             items.push(check_row(input, context, &mut seen, line, &record));
+            let table_index = usize::from(input.table == Table::Persons);
+            if !expected_sent[table_index] && line >= EXPECT_AFTER_LINES {
+                expected_sent[table_index] = true;
+                let rows_per_byte = line as f64 / input.reader.position().byte().max(1) as f64;
+                let rows = (expected_bytes[table_index] as f64 * rows_per_byte) as usize;
+                sender
+                    .send(Message::Expect {
+                        table: input.table,
+                        rows: rows.min(EXPECT_ROWS_MAX),
+                    })
+                    .map_err(|_| closed())?;
+            }
             if items.len() == batch_rows {
                 let fresh = recycled
                     .try_recv()
@@ -577,7 +618,7 @@ fn check_row(
                 let raw = (!warnings.is_empty()).then(|| raw.clone());
                 Item::Household {
                     line,
-                    row,
+                    row: Box::new(row),
                     warnings,
                     raw,
                 }
@@ -803,6 +844,11 @@ impl<'a> Writer<'a> {
                         },
                     );
                 }
+                Message::Expect { table, rows } => {
+                    if !self.options.dry_run {
+                        self.store.expect_rows(table == Table::Persons, rows);
+                    }
+                }
                 Message::Batch { file, mut items } => {
                     for item in items.drain(..) {
                         self.apply(file, item)?;
@@ -888,7 +934,7 @@ impl<'a> Writer<'a> {
                 self.reports[file].stored += 1;
                 self.staged_rows += 1;
                 if !self.options.dry_run {
-                    self.store.stage_household(row);
+                    self.store.stage_household(*row);
                 }
             }
             Item::Person {

@@ -687,6 +687,16 @@ impl Store {
         self.image.head_id_cached(id)
     }
 
+    /// Makes room in the image for about `rows` more rows of persons (`persons`) or households,
+    /// ahead of a bulk load.
+    pub fn expect_rows(&mut self, persons: bool, rows: usize) {
+        if persons {
+            self.image.reserve(0, rows);
+        } else {
+            self.image.reserve(rows, 0);
+        }
+    }
+
     /// A stored household's `members` and the persons stored for it; cheap for households
     /// asked for in stored order.
     pub fn member_counts(&mut self, id: HouseholdId) -> Option<(u8, u16)> {
