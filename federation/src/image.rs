@@ -179,6 +179,15 @@ impl Image {
         self.household_slots.contains_key(&id)
     }
 
+    /// Looks the persons up without using the answer, so that their index entries are in the
+    /// cache when the rows are placed: the lookups of a batch are independent of each other
+    /// and overlap in the processor, where the lookups of `place_person` wait on each other.
+    pub fn warm_persons(&self, ids: impl Iterator<Item = IdNumber>) {
+        for id in ids {
+            std::hint::black_box(self.person_slots.contains_key(&id));
+        }
+    }
+
     /// The household a stored person belongs to.
     pub fn person_household(&self, id: IdNumber) -> Option<HouseholdId> {
         let slot = *self.person_slots.get(&id)?;

@@ -850,6 +850,11 @@ impl<'a> Writer<'a> {
                     }
                 }
                 Message::Batch { file, mut items } => {
+                    self.store
+                        .warm_persons(items.iter().filter_map(|item| match item {
+                            Item::Person { row, .. } => Some(row.person_id),
+                            _ => None,
+                        }));
                     for item in items.drain(..) {
                         self.apply(file, item)?;
                     }
