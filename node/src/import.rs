@@ -40,8 +40,11 @@ const EXPECT_AFTER_LINES: u64 = 1_000;
 /// Rows the image makes room for ahead, at most, per table and import (a hint; more rows still
 /// fit, they grow the image step by step).
 const EXPECT_ROWS_MAX: usize = 1 << 25;
-/// Batches in flight between the reader and the writer.
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Batches in flight between each reader and the writer.
+const BATCHES_IN_FLIGHT: usize = 6;
+/// Reader threads (each parses and checks whole files, taking the files in turn): parsing costs
+/// about as much as the writer's work, so two readers keep the writer busy.
+const READERS: usize = 2;
 /// Columns a row may have (the standard's widest table plus the report columns).
 const ROW_CELLS_MAX: usize = 32;
 /// Bytes of one CSV record at most; a longer one is rejected, not buffered.
@@ -176,6 +179,8 @@ struct Input {
     crlf: bool,
     /// Size of the file when opened.
     bytes: u64,
+    /// The first input of its table in import order: its reader estimates the table's rows.
+    opens_table: bool,
 }
 
 /// Bytes looked at to tell CRLF from LF line ends.
@@ -261,6 +266,7 @@ fn open_input(
     Ok(Input {
         index,
         bytes: file_bytes,
+        opens_table: false,
         crlf,
         path: path.to_path_buf(),
         reader,
@@ -275,9 +281,7 @@ fn open_input(
 enum Item {
     Household {
         line: u64,
-        /// Boxed: a households row is several times a persons row, and every item is as large as
-        /// the largest kind.
-        row: Box<Household>,
+        row: Household,
         warnings: Vec<Issue>,
         raw: Option<csv::ByteRecord>,
     },
@@ -315,6 +319,15 @@ enum Message {
         file: usize,
         items: Vec<Item>,
     },
+    /// The file is complete: the writer turns to the next reader.
+    End,
+}
+
+/// One reader thread's channels, as the writer holds them.
+struct ReaderLink {
+    messages: Receiver<Message>,
+    /// Emptied batch vectors go back to their reader.
+    recycle: SyncSender<Vec<Item>>,
 }
 
 /// Imports `options.files` into `store`, whose node keeps records for `jurisdiction`.
@@ -361,8 +374,35 @@ pub fn import(
         reports[input.index].table = Some(input.table);
     }
     let progress = crate::output::progress_bar(options.progress, total_bytes);
-    let (sender, receiver) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
-    let (recycle, recycled) = sync_channel::<Vec<Item>>(BATCHES_IN_FLIGHT + 1);
+    // What a reader needs to estimate a table's rows: the table's bytes, and which input opens it.
+    let table_bytes = |table: Table| -> u64 {
+        inputs
+            .iter()
+            .filter(|input| input.table == table)
+            .map(|input| input.bytes)
+            .sum()
+    };
+    let expected_bytes = [table_bytes(Table::Households), table_bytes(Table::Persons)];
+    let mut previous_table = None;
+    for input in inputs.iter_mut() {
+        input.opens_table = previous_table != Some(input.table);
+        previous_table = Some(input.table);
+    }
+    // Reader threads take the files in turn (position modulo the number of readers); the writer
+    // takes them from the readers in the same turn, so it sees the files in order.
+    let readers = READERS.min(inputs.len()).max(1);
+    let mut shares: Vec<Vec<&mut Input>> = (0..readers).map(|_| Vec::new()).collect();
+    for (position, input) in inputs.iter_mut().enumerate() {
+        shares[position % readers].push(input);
+    }
+    let mut links = Vec::with_capacity(readers);
+    let mut ends = Vec::with_capacity(readers);
+    for _ in 0..readers {
+        let (sender, messages) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
+        let (recycle, recycled) = sync_channel::<Vec<Item>>(BATCHES_IN_FLIGHT + 1);
+        links.push(ReaderLink { messages, recycle });
+        ends.push((sender, recycled));
+    }
     let writer_result = std::thread::scope(|scope| {
         let link = if options.dry_run {
             None
@@ -384,8 +424,8 @@ pub fn import(
         let writer = std::thread::Builder::new()
             .name("import-writer".to_string())
             .spawn_scoped(scope, || {
-                let mut writer = Writer::new(store, link, recycle, options, &mut reports);
-                match writer.run(receiver) {
+                let mut writer = Writer::new(store, link, options, &mut reports);
+                match writer.run(links) {
                     Ok(()) => writer.finish(),
                     Err(error) => {
                         // Staged rows the image shows were never committed.
@@ -395,16 +435,36 @@ pub fn import(
                 }
             })
             .context("starting the import writer thread")?;
-        let read_result = read_inputs(
-            options.batch_rows,
-            &mut inputs,
-            &context,
-            &sender,
-            &progress,
-            &bytes_read,
-            &recycled,
-        );
-        drop(sender);
+        let mut reader_threads = Vec::with_capacity(readers);
+        for (number, (share, (sender, recycled))) in shares.into_iter().zip(ends).enumerate() {
+            let (context, progress, bytes_read) = (&context, &progress, &bytes_read);
+            let reader = std::thread::Builder::new()
+                .name(format!("import-reader-{number}"))
+                .spawn_scoped(scope, move || {
+                    read_inputs(
+                        options.batch_rows,
+                        share,
+                        expected_bytes,
+                        context,
+                        &sender,
+                        progress,
+                        bytes_read,
+                        &recycled,
+                    )
+                })
+                .context("starting an import reader thread")?;
+            reader_threads.push(reader);
+        }
+        let mut read_result = Ok(());
+        for reader in reader_threads {
+            let result = reader
+                .join()
+                .map_err(|_| anyhow!("an import reader thread panicked"))?;
+            // The first real cause: a reader that only saw the writer stop says so.
+            if read_result.is_ok() {
+                read_result = result;
+            }
+        }
         let written = writer
             .join()
             .map_err(|_| anyhow!("the import writer thread panicked"))?;
@@ -428,9 +488,11 @@ fn context_batch_rows(requested: usize) -> usize {
     requested.clamp(1, BATCH_ROWS_MAX)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_inputs(
     batch_rows: usize,
-    inputs: &mut [Input],
+    inputs: Vec<&mut Input>,
+    expected_bytes: [u64; 2],
     context: &ImportContext,
     sender: &std::sync::mpsc::SyncSender<Message>,
     progress: &indicatif::ProgressBar,
@@ -440,16 +502,8 @@ fn read_inputs(
     let closed = || anyhow!("the import writer stopped early");
     // Keys seen in the current file; one set for all files, so that its memory is reused.
     let mut seen: FastSet<u64> = FastSet::default();
-    let table_bytes = |table: Table| -> u64 {
-        inputs
-            .iter()
-            .filter(|input| input.table == table)
-            .map(|input| input.bytes)
-            .sum()
-    };
-    let expected_bytes = [table_bytes(Table::Households), table_bytes(Table::Persons)];
-    let mut expected_sent = [false; 2];
-    for input in inputs.iter_mut() {
+    for input in inputs {
+        let mut expect_pending = input.opens_table;
         sender
             .send(Message::Start {
                 file: input.index,
@@ -479,9 +533,9 @@ fn read_inputs(
                 line
             };
             items.push(check_row(input, context, &mut seen, line, &record));
-            let table_index = usize::from(input.table == Table::Persons);
-            if !expected_sent[table_index] && line >= EXPECT_AFTER_LINES {
-                expected_sent[table_index] = true;
+            if expect_pending && line >= EXPECT_AFTER_LINES {
+                expect_pending = false;
+                let table_index = usize::from(input.table == Table::Persons);
                 let rows_per_byte = line as f64 / input.reader.position().byte().max(1) as f64;
                 let rows = (expected_bytes[table_index] as f64 * rows_per_byte) as usize;
                 sender
@@ -513,6 +567,7 @@ fn read_inputs(
                 })
                 .map_err(|_| closed())?;
         }
+        sender.send(Message::End).map_err(|_| closed())?;
         progress.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
     }
     Ok(())
@@ -618,7 +673,7 @@ fn check_row(
                 let raw = (!warnings.is_empty()).then(|| raw.clone());
                 Item::Household {
                     line,
-                    row: Box::new(row),
+                    row,
                     warnings,
                     raw,
                 }
@@ -704,8 +759,10 @@ struct Commit {
     lines: Vec<String>,
 }
 
-/// Prepared batches in flight to the committer.
-const COMMITS_IN_FLIGHT: usize = 2;
+/// Prepared batches in flight to the committer: enough that one slow fsync (hundreds of
+/// milliseconds on a busy disk) does not stop validation, few enough to bound memory (a batch of
+/// 65,536 households is about 13 MB).
+const COMMITS_IN_FLIGHT: usize = 6;
 
 /// The committer thread: makes prepared batches durable in order, then prints their commit
 /// lines. Its result arrives on `done` when the writer has hung up.
@@ -761,8 +818,6 @@ struct Writer<'a> {
     store: &'a mut Store,
     /// Absent in a dry run.
     link: Option<CommitLink>,
-    /// Emptied batch vectors go back to the reader.
-    recycle: SyncSender<Vec<Item>>,
     options: &'a ImportOptions,
     reports: &'a mut [FileReport],
     outputs: HashMap<usize, FileOutput>,
@@ -796,14 +851,12 @@ impl<'a> Writer<'a> {
     fn new(
         store: &'a mut Store,
         link: Option<CommitLink>,
-        recycle: SyncSender<Vec<Item>>,
         options: &'a ImportOptions,
         reports: &'a mut [FileReport],
     ) -> Self {
         Writer {
             store,
             link,
-            recycle,
             options,
             reports,
             outputs: HashMap::new(),
@@ -822,9 +875,12 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn run(&mut self, receiver: Receiver<Message>) -> Result<()> {
-        for message in receiver {
+    /// Takes the files from the readers in turn until the reader whose turn it is has no more.
+    fn run(&mut self, links: Vec<ReaderLink>) -> Result<()> {
+        let mut turn = 0;
+        while let Ok(message) = links[turn].messages.recv() {
             match message {
+                Message::End => turn = (turn + 1) % links.len(),
                 Message::Start {
                     file,
                     table,
@@ -859,7 +915,7 @@ impl<'a> Writer<'a> {
                         self.apply(file, item)?;
                     }
                     // Hand the emptied vector back; the reader then allocates no new batches.
-                    let _ = self.recycle.try_send(items);
+                    let _ = links[turn].recycle.try_send(items);
                     if self.staged_rows >= self.batch_rows {
                         self.flush()?;
                     }
@@ -939,7 +995,7 @@ impl<'a> Writer<'a> {
                 self.reports[file].stored += 1;
                 self.staged_rows += 1;
                 if !self.options.dry_run {
-                    self.store.stage_household(*row);
+                    self.store.stage_household(row);
                 }
             }
             Item::Person {

@@ -238,7 +238,7 @@ impl PreparedWrite {
 struct Spares(Arc<std::sync::Mutex<Vec<PreparedWrite>>>);
 
 /// Spare prepared writes kept at most.
-const SPARES_MAX: usize = 4;
+const SPARES_MAX: usize = 8;
 
 impl Spares {
     fn take(&self, table: &'static str) -> PreparedWrite {
