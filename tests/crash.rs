@@ -71,7 +71,7 @@ fn acknowledged_rows_survive_kill_9() {
         let (batch_rows, commits) = if round % 2 == 0 {
             ("1500", 40)
         } else {
-            assert!(4_500 >= tiermesh_storage::INGEST_MIN_KEYS);
+            const { assert!(4_500 >= tiermesh_storage::INGEST_MIN_KEYS) };
             ("4500", 10)
         };
         let mut child = Command::new(BIN)
