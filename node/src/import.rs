@@ -349,12 +349,7 @@ pub fn import(
     for (index, path) in options.files.iter().enumerate() {
         inputs.push(open_input(index, path, bytes_read.clone())?);
     }
-    let total_bytes: u64 = options
-        .files
-        .iter()
-        .filter_map(|path| std::fs::metadata(path).ok())
-        .map(|metadata| metadata.len())
-        .sum();
+    let total_bytes: u64 = inputs.iter().map(|input| input.bytes).sum();
     // Households first, so persons in the same command find them.
     inputs.sort_by_key(|input| (input.table, input.index));
     let context = ImportContext {
@@ -824,9 +819,6 @@ struct Writer<'a> {
     table: Option<Table>,
     /// Rows staged in the store (or, in a dry run, accepted) since the last durable write.
     staged_rows: usize,
-    /// The household the last persons row named, as `known_household` found it: persons come
-    /// grouped by household. Cleared by every households row (it may change a head).
-    last_known: Option<(HouseholdId, KnownHousehold)>,
     /// Households rejected in this run (and not accepted later in it).
     rejected_households: FastSet<HouseholdId>,
     /// Dry run: households accepted in this run.
@@ -862,7 +854,6 @@ impl<'a> Writer<'a> {
             outputs: HashMap::new(),
             table: None,
             staged_rows: 0,
-            last_known: None,
             last_lines: Vec::new(),
             batch_rows: context_batch_rows(options.batch_rows),
             rejected_households: FastSet::default(),
@@ -925,21 +916,16 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// The household's head and region: from this run (dry run) or from the image, whose lookup
+    /// is cheap for persons that come grouped by household.
     fn known_household(&mut self, id: HouseholdId) -> Option<KnownHousehold> {
-        if let Some((last, known)) = self.last_known {
-            if last == id {
-                return Some(known);
-            }
+        if let Some(known) = self.pending.get(&id) {
+            return Some(*known);
         }
-        let known = match self.pending.get(&id) {
-            Some(known) => *known,
-            None => KnownHousehold {
-                head: self.store.stored_head(id)?,
-                region: RegionCode::from_u64(id.region_value()).ok()?,
-            },
-        };
-        self.last_known = Some((id, known));
-        Some(known)
+        Some(KnownHousehold {
+            head: self.store.stored_head(id)?,
+            region: RegionCode::from_u64(id.region_value()).ok()?,
+        })
     }
 
     fn apply(&mut self, file: usize, item: Item) -> Result<()> {
@@ -973,7 +959,6 @@ impl<'a> Writer<'a> {
             } => {
                 let id = row.household_id;
                 self.rejected_households.remove(&id);
-                self.last_known = None;
                 if self.options.dry_run {
                     self.pending.insert(
                         id,

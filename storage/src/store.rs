@@ -634,7 +634,10 @@ impl Store {
         for row in rows {
             self.stage_household(row.clone());
         }
-        self.take_staged(CF_HOUSEHOLDS)
+        self.staged
+            .households
+            .take()
+            .unwrap_or_else(|| PreparedWrite::new(CF_HOUSEHOLDS, 0))
     }
 
     /// Bulk loading of persons; see `prepare_households`. Fails, changing nothing, when a
@@ -649,7 +652,11 @@ impl Store {
         for row in rows {
             self.stage_person(row.clone())?;
         }
-        Ok(self.take_staged(CF_PERSONS))
+        Ok(self
+            .staged
+            .persons
+            .take()
+            .unwrap_or_else(|| PreparedWrite::new(CF_PERSONS, 0)))
     }
 
     /// Bulk loading row by row: shows the household in the image at once and adds it to the
@@ -728,14 +735,6 @@ impl Store {
             self.rebuild_image()?;
         }
         Ok(())
-    }
-
-    fn take_staged(&mut self, table: &'static str) -> PreparedWrite {
-        let staged = match table {
-            CF_HOUSEHOLDS => self.staged.households.take(),
-            _ => self.staged.persons.take(),
-        };
-        staged.unwrap_or_else(|| PreparedWrite::new(table, 0))
     }
 
     /// A committer for prepared batches.
