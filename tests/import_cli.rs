@@ -428,6 +428,118 @@ fn persons_need_their_household_and_the_head_must_match() {
     );
 }
 
+/// The `members-mismatch` rows of a warnings report: (line, value) pairs.
+fn mismatches(report: &Path) -> Vec<(String, String)> {
+    if !report.exists() {
+        return Vec::new();
+    }
+    read_rows(report)
+        .into_iter()
+        .filter(|row| row[3] == "members-mismatch")
+        .map(|row| (row[0].clone(), row[2].clone()))
+        .collect()
+}
+
+#[test]
+fn members_mismatch_is_filed_once_per_household_where_its_count_was_decided() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = dir.path().join("node");
+    init(&node);
+    let head1 = id_number("19800101", 11);
+    let head2 = id_number("19810101", 13);
+    let head3 = id_number("19820101", 15);
+    let child = id_number("20150101", 22);
+    let child_of = |household: u32| {
+        format!(
+            "{child},520102001201{household:04},child,F,2015-01-01,primary,healthy,none,true,false"
+        )
+    };
+    let households = write(
+        dir.path(),
+        "h1.csv",
+        &[
+            HOUSEHOLD_HEADER.to_string(),
+            household_row(1, &head1, 2),
+            household_row(2, &head2, 1),
+        ],
+    );
+    let persons = write(
+        dir.path(),
+        "p1.csv",
+        &[
+            PERSON_HEADER.to_string(),
+            head_row(1, &head1, "1980-01-01", "M"),
+            child_of(1),
+            head_row(2, &head2, "1981-01-01", "M"),
+        ],
+    );
+    let import = |files: &[&Path], report_dir: &Path, dry_run: bool| {
+        let mut args = vec!["import", "--dir", path(&node), "--quiet", "--as-of", AS_OF];
+        args.extend(["--report-dir", path(report_dir)]);
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.extend(files.iter().map(|file| path(file)));
+        let output = tiermesh(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    };
+    let first = dir.path().join("first");
+    import(&[&households, &persons], &first, false);
+    assert_eq!(mismatches(&first.join("h1.warnings.csv")), []);
+    assert_eq!(mismatches(&first.join("p1.warnings.csv")), []);
+
+    // Household 3 is new and has no persons: filed at its row. Household 1 comes in two files;
+    // its last row (members 2) decides, and it loses the child to household 2. Household 2
+    // keeps members 1 but gains the child: filed at the persons row that changed it.
+    let households = write(
+        dir.path(),
+        "h2.csv",
+        &[
+            HOUSEHOLD_HEADER.to_string(),
+            household_row(3, &head3, 1),
+            household_row(1, &head1, 3),
+        ],
+    );
+    let again = write(
+        dir.path(),
+        "h3.csv",
+        &[HOUSEHOLD_HEADER.to_string(), household_row(1, &head1, 2)],
+    );
+    let persons = write(
+        dir.path(),
+        "p2.csv",
+        &[PERSON_HEADER.to_string(), child_of(2)],
+    );
+    let expected = [
+        ("h2", vec![("2".to_string(), "1".to_string())]),
+        ("h3", vec![("2".to_string(), "2".to_string())]),
+        ("p2", vec![("2".to_string(), "1".to_string())]),
+    ];
+    // A dry run files the same warnings as the import that follows it.
+    let dry = dir.path().join("dry");
+    import(&[&persons, &households, &again], &dry, true);
+    let real = dir.path().join("real");
+    import(&[&persons, &households, &again], &real, false);
+    for reports in [&dry, &real] {
+        for (name, lines) in &expected {
+            assert_eq!(
+                &mismatches(&reports.join(format!("{name}.warnings.csv"))),
+                lines,
+                "{name} in {}",
+                reports.display()
+            );
+        }
+    }
+    let stored = query_json(
+        &node,
+        "SELECT household_id, COUNT(*) FROM persons GROUP BY household_id ORDER BY household_id",
+    );
+    assert_eq!(
+        stored["rows"],
+        serde_json::json!([["5201020012010001", 1], ["5201020012010002", 2]])
+    );
+}
+
 #[test]
 fn removal_is_visible_to_the_next_query() {
     let dir = tempfile::tempdir().expect("tempdir");

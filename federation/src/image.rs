@@ -98,6 +98,23 @@ pub struct PersonColumns {
     pub employed: Vec<bool>,
 }
 
+/// Where `Image::place_person` put a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The slot of the row's household.
+    pub household_slot: u32,
+    /// The household (and its slot) the person was stored under before: none for a new person,
+    /// the row's own household for an update in place.
+    pub previous: Option<(HouseholdId, u32)>,
+}
+
+impl Placed {
+    /// The household the person was stored under before.
+    pub fn previous_household(&self) -> Option<HouseholdId> {
+        self.previous.map(|(id, _)| id)
+    }
+}
+
 /// A node's tables in columnar form.
 #[derive(Clone, Debug, Default)]
 pub struct Image {
@@ -203,8 +220,8 @@ impl Image {
             .map_or(0, |slot| self.households.persons_stored[slot as usize])
     }
 
-    /// Inserts or replaces a household.
-    pub fn upsert_household(&mut self, row: &Household) {
+    /// Inserts or replaces a household; returns its slot.
+    pub fn upsert_household(&mut self, row: &Household) -> u32 {
         let cadre = self.households.cadre_ids.intern(&row.cadre_id);
         let site = row.relocation_site.as_deref().map_or(NULL_CODE, |site| {
             self.households.relocation_sites.intern(site)
@@ -253,6 +270,7 @@ impl Image {
         columns.relocated[slot] = row.relocated;
         columns.relocation_site[slot] = site;
         columns.head_id[slot] = row.head_id.0;
+        slot as u32
     }
 
     /// The stored head ID of a household.
@@ -311,11 +329,10 @@ impl Image {
         self.place_person(row).is_some()
     }
 
-    /// Inserts or replaces a person, and tells where the person was before: `Some(None)` for a
-    /// new person, `Some(Some(household))` for one already stored (in that household, which may
-    /// be the row's own). `None`, with nothing changed, when the row's household is not in the
-    /// image.
-    pub fn place_person(&mut self, row: &Person) -> Option<Option<HouseholdId>> {
+    /// Inserts or replaces a person, and tells where: the slot of the row's household, and
+    /// where the person was before (see `Placed`). `None`, with nothing changed, when the row's
+    /// household is not in the image.
+    pub fn place_person(&mut self, row: &Person) -> Option<Placed> {
         let household_slot = self.household_slot_cached(row.household_id)?;
         let columns = &mut self.persons;
         let next_slot = columns.alive.len() as u32;
@@ -325,7 +342,10 @@ impl Image {
                 let slot = *entry.get() as usize;
                 let previous = columns.household_slot[slot] as usize;
                 self.households.persons_stored[previous] -= 1;
-                before = Some(HouseholdId(self.households.household_id[previous]));
+                before = Some((
+                    HouseholdId(self.households.household_id[previous]),
+                    previous as u32,
+                ));
                 slot
             }
             std::collections::hash_map::Entry::Vacant(entry) => {
@@ -355,7 +375,10 @@ impl Image {
         columns.labor[slot] = row.labor.code();
         columns.in_school[slot] = row.in_school;
         columns.employed[slot] = row.employed;
-        Some(before)
+        Some(Placed {
+            household_slot,
+            previous: before,
+        })
     }
 
     /// Removes a household and the given persons (its members, as storage found them).

@@ -728,17 +728,66 @@ fn duplicate(column: &'static str, value: String) -> Issue {
 struct KnownHousehold {
     head: IdNumber,
     region: RegionCode,
+    /// Dry run: `members` of the household's last row in this run (0 when stored).
+    members: u8,
 }
 
-/// A household this import touched, where, so its `members-mismatch` screen can run once all
-/// rows are in (and be filed against that line).
+/// A household whose persons or `members` this import changed: by its slot in the image, or
+/// (in a dry run, where this run's households are not in the image) by id.
 #[derive(Clone, Copy)]
-struct Touched {
-    id: HouseholdId,
-    file: usize,
-    line: u64,
-    /// `members` of a households row of this run; 0 when only persons touched the household.
-    members: u8,
+enum Touch {
+    Slot(u32),
+    Id(HouseholdId),
+}
+
+/// Marks a line as a households row's in `TouchMarks`.
+const HOUSEHOLDS_ROW: u64 = 1 << 63;
+
+/// Where the `members-mismatch` screen of each household this import touched is filed once all
+/// rows are in: at the household's last households row of this run, else at the first persons
+/// row that touched it. A mark is a line (0: untouched; `HOUSEHOLDS_ROW` set for a households
+/// row) and a file.
+#[derive(Default)]
+struct TouchMarks {
+    /// Indexed by image slot: households are given slots in import order, so these grow and
+    /// are written in order, 12 bytes a household.
+    slot_lines: Vec<u64>,
+    slot_files: Vec<u32>,
+    /// Dry run.
+    by_id: FastMap<HouseholdId, (u64, u32)>,
+}
+
+impl TouchMarks {
+    fn mark(&mut self, touch: Touch, file: usize, line: u64, households_row: bool) {
+        let (line_mark, file_mark) = match touch {
+            Touch::Slot(slot) => {
+                let slot = slot as usize;
+                if slot >= self.slot_lines.len() {
+                    self.slot_lines.resize(slot + 1, 0);
+                    self.slot_files.resize(slot + 1, 0);
+                }
+                (&mut self.slot_lines[slot], &mut self.slot_files[slot])
+            }
+            Touch::Id(id) => {
+                let entry = self.by_id.entry(id).or_insert((0, 0));
+                (&mut entry.0, &mut entry.1)
+            }
+        };
+        if households_row || *line_mark == 0 {
+            *line_mark = if households_row {
+                line | HOUSEHOLDS_ROW
+            } else {
+                line
+            };
+            *file_mark = file as u32;
+        }
+    }
+
+    /// Makes room for this many households without growing.
+    fn reserve(&mut self, households: usize) {
+        self.slot_lines.reserve(households);
+        self.slot_files.reserve(households);
+    }
 }
 
 /// Counters and report files of one input file.
@@ -825,9 +874,8 @@ struct Writer<'a> {
     pending: FastMap<HouseholdId, KnownHousehold>,
     /// Dry run: persons accepted in this run, with their household.
     pending_persons: FastMap<IdNumber, HouseholdId>,
-    /// Appended in input order; persons of one household come together, so each run of them
-    /// adds one entry.
-    touched: Vec<Touched>,
+    /// Households this import touched, for the `members-mismatch` screen.
+    touched: TouchMarks,
     last_person_household: Option<HouseholdId>,
     /// Dry run: persons the run would add to (or move out of) each household.
     dry_run_deltas: FastMap<HouseholdId, i32>,
@@ -859,7 +907,7 @@ impl<'a> Writer<'a> {
             rejected_households: FastSet::default(),
             pending: FastMap::default(),
             pending_persons: FastMap::default(),
-            touched: Vec::new(),
+            touched: TouchMarks::default(),
             last_person_household: None,
             dry_run_deltas: FastMap::default(),
             report_bases: report_bases(&options.files, options.report_dir.as_deref()),
@@ -894,6 +942,9 @@ impl<'a> Writer<'a> {
                 Message::Expect { table, rows } => {
                     if !self.options.dry_run {
                         self.store.expect_rows(table == Table::Persons, rows);
+                        if table == Table::Households {
+                            self.touched.reserve(rows);
+                        }
                     }
                 }
                 Message::Batch { file, mut items } => {
@@ -925,6 +976,7 @@ impl<'a> Writer<'a> {
         Some(KnownHousehold {
             head: self.store.stored_head(id)?,
             region: RegionCode::from_u64(id.region_value()).ok()?,
+            members: 0,
         })
     }
 
@@ -959,29 +1011,25 @@ impl<'a> Writer<'a> {
             } => {
                 let id = row.household_id;
                 self.rejected_households.remove(&id);
-                if self.options.dry_run {
-                    self.pending.insert(
-                        id,
-                        KnownHousehold {
-                            head: row.head_id,
-                            region: row.region_code,
-                        },
-                    );
-                }
-                self.touched.push(Touched {
-                    id,
-                    file,
-                    line,
-                    members: row.members,
-                });
                 if let Some(raw) = raw {
                     self.warn(file, line, &warnings, &raw)?;
                 }
                 self.reports[file].stored += 1;
                 self.staged_rows += 1;
-                if !self.options.dry_run {
-                    self.store.stage_household(row);
-                }
+                let touch = if self.options.dry_run {
+                    self.pending.insert(
+                        id,
+                        KnownHousehold {
+                            head: row.head_id,
+                            region: row.region_code,
+                            members: row.members,
+                        },
+                    );
+                    Touch::Id(id)
+                } else {
+                    Touch::Slot(self.store.stage_household(row))
+                };
+                self.touched.mark(touch, file, line, true);
             }
             Item::Person {
                 line,
@@ -1032,13 +1080,20 @@ impl<'a> Writer<'a> {
                 }
                 let mut warnings = warnings;
                 // The row is accepted from here on: staging it tells where the person was.
-                let previous = if self.options.dry_run {
-                    self.pending_persons
+                let (previous, own, left) = if self.options.dry_run {
+                    let previous = self
+                        .pending_persons
                         .get(&row.person_id)
                         .copied()
-                        .or_else(|| self.store.image().person_household(row.person_id))
+                        .or_else(|| self.store.image().person_household(row.person_id));
+                    (previous, Touch::Id(id), previous.map(Touch::Id))
                 } else {
-                    self.store.stage_person(row.clone())?
+                    let placed = self.store.stage_person(row.clone())?;
+                    (
+                        placed.previous_household(),
+                        Touch::Slot(placed.household_slot),
+                        placed.previous.map(|(_, slot)| Touch::Slot(slot)),
+                    )
                 };
                 if let Some(previous) = previous {
                     if previous.region_value() != household.region.value() {
@@ -1061,7 +1116,9 @@ impl<'a> Writer<'a> {
                 }
                 if let Some(previous) = previous.filter(|previous| *previous != id) {
                     // The household the person leaves changes too.
-                    self.touch(previous, file, line);
+                    if let Some(left) = left {
+                        self.touched.mark(left, file, line, false);
+                    }
                     if self.options.dry_run {
                         *self.dry_run_deltas.entry(previous).or_insert(0) -= 1;
                     }
@@ -1072,7 +1129,7 @@ impl<'a> Writer<'a> {
                     *self.dry_run_deltas.entry(id).or_insert(0) += 1;
                 }
                 if self.last_person_household != Some(id) {
-                    self.touch(id, file, line);
+                    self.touched.mark(own, file, line, false);
                     self.last_person_household = Some(id);
                 }
                 self.reports[file].stored += 1;
@@ -1088,16 +1145,6 @@ impl<'a> Writer<'a> {
             .get(&file)
             .map(|output| output.header.clone())
             .unwrap_or_default()
-    }
-
-    /// Notes that persons of household `id` changed at `file`/`line`.
-    fn touch(&mut self, id: HouseholdId, file: usize, line: u64) {
-        self.touched.push(Touched {
-            id,
-            file,
-            line,
-            members: 0,
-        });
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -1153,35 +1200,37 @@ impl<'a> Writer<'a> {
             }
             self.store.refresh_data_version();
         }
-        let mut entries = std::mem::take(&mut self.touched);
-        entries.sort_by_key(|touched| touched.id);
-        // One check per household, in id order (stored order: cheap lookups), filed against its
-        // last households row of this run, or else the first persons row that touched it.
-        let mut mismatches = Vec::new();
-        for group in entries.chunk_by(|a, b| a.id == b.id) {
-            let touched = *group
-                .iter()
-                .rev()
-                .find(|touched| touched.members > 0)
-                .unwrap_or(&group[0]);
-            let id = touched.id;
+        // One check per touched household, filed against its mark.
+        let marks = std::mem::take(&mut self.touched);
+        let mut mismatches: Vec<(usize, u64, HouseholdId, u8, u16)> = Vec::new();
+        let households = &self.store.image().households;
+        for (slot, (&line, &file)) in marks.slot_lines.iter().zip(&marks.slot_files).enumerate() {
+            if line != 0 && households.alive[slot] {
+                let (members, persons) =
+                    (households.members[slot], households.persons_stored[slot]);
+                if u16::from(members) != persons {
+                    let id = HouseholdId(households.household_id[slot]);
+                    mismatches.push((file as usize, line & !HOUSEHOLDS_ROW, id, members, persons));
+                }
+            }
+        }
+        for (&id, &(line, file)) in &marks.by_id {
             let counts = self.store.member_counts(id);
-            let members = match (touched.members, counts) {
-                (0, Some((stored, _))) => stored,
-                (0, None) => continue,
-                (imported, _) => imported,
+            let members = match (self.pending.get(&id), counts) {
+                (Some(known), _) => known.members,
+                (None, Some((stored, _))) => stored,
+                (None, None) => continue,
             };
             let stored = counts.map_or(0, |(_, persons)| persons);
             let delta = self.dry_run_deltas.get(&id).copied().unwrap_or(0);
             let persons = (i32::from(stored) + delta).max(0) as u16;
             if u16::from(members) != persons {
-                mismatches.push((touched, members, persons));
+                mismatches.push((file as usize, line & !HOUSEHOLDS_ROW, id, members, persons));
             }
         }
-        drop(entries);
-        mismatches.sort_by_key(|(touched, _, _)| (touched.file, touched.line, touched.id));
-        for (touched, members, persons) in mismatches {
-            let id = touched.id;
+        drop(marks);
+        mismatches.sort_by_key(|&(file, line, id, _, _)| (file, line, id));
+        for (file, line, id, members, persons) in mismatches {
             let warning = Issue {
                 severity: Severity::Warning,
                 column: Some("members"),
@@ -1198,14 +1247,14 @@ impl<'a> Writer<'a> {
             };
             let header = self
                 .outputs
-                .get(&touched.file)
+                .get(&file)
                 .map(|o| o.header.clone())
                 .unwrap_or_default();
-            let raw = match (&row, self.reports[touched.file].table) {
+            let raw = match (&row, self.reports[file].table) {
                 (Some(row), Some(Table::Households)) => render_household(row, &header),
                 _ => csv::ByteRecord::new(),
             };
-            self.warn(touched.file, touched.line, &[warning], &raw)?;
+            self.warn(file, line, &[warning], &raw)?;
         }
         for (file, output) in self.outputs.iter_mut() {
             for writer in [output.rejects.as_mut(), output.warnings.as_mut()]

@@ -20,7 +20,7 @@ use tiermesh_crypto::hex;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
-use tiermesh_federation::image::Image;
+use tiermesh_federation::image::{Image, Placed};
 use tiermesh_federation::record::{Household, HouseholdId, IdNumber, Person};
 
 use crate::error::StorageError;
@@ -662,24 +662,26 @@ impl Store {
     /// Bulk loading row by row: shows the household in the image at once and adds it to the
     /// staged write that `take_staged_writes` hands out. Until that write is committed the image
     /// is ahead of the database (see `prepare_households`); `discard_staged` undoes staging.
-    pub fn stage_household(&mut self, row: Household) {
-        self.image.upsert_household(&row);
+    /// Returns the household's slot in the image.
+    pub fn stage_household(&mut self, row: Household) -> u32 {
+        let slot = self.image.upsert_household(&row);
         let spares = &self.spares;
         self.staged
             .households
             .get_or_insert_with(|| spares.take(CF_HOUSEHOLDS))
             .put_household(row);
+        slot
     }
 
     /// Bulk loading row by row, as `stage_household`: places the person in the image and
-    /// returns the household the person was stored under before (none for a new person; the
-    /// row's own household for an update in place). Fails, changing nothing, when the person's
-    /// household is not in the image.
-    pub fn stage_person(&mut self, row: Person) -> Result<Option<HouseholdId>, StorageError> {
-        let before = self
+    /// returns where (`Placed`: the household's slot, and the household the person was stored
+    /// under before). Fails, changing nothing, when the person's household is not in the image.
+    pub fn stage_person(&mut self, row: Person) -> Result<Placed, StorageError> {
+        let placed = self
             .image
             .place_person(&row)
             .ok_or_else(|| missing_household(&row))?;
+        let before = placed.previous_household();
         let spares = &self.spares;
         let staged = self
             .staged
@@ -689,7 +691,7 @@ impl Store {
             staged.delete(person_key(previous, row.person_id));
         }
         staged.put_person(row);
-        Ok(before)
+        Ok(placed)
     }
 
     /// The stored head ID of a household; cheap for households asked for in stored order.

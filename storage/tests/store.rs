@@ -342,11 +342,11 @@ fn staged_rows_that_are_discarded_leave_the_image_as_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(dir.path(), &StoreOptions::default()).expect("open");
     store.write_households(&[household(H1, 1)]).expect("write");
-    store.stage_household(household(H2, 1));
-    assert_eq!(
-        store.stage_person(person(1, H2)).expect("staged person"),
-        None
-    );
+    let slot = store.stage_household(household(H2, 1));
+    assert_eq!(slot, 1, "the second household stored takes the second slot");
+    let placed = store.stage_person(person(1, H2)).expect("staged person");
+    assert_eq!(placed.household_slot, slot);
+    assert_eq!(placed.previous, None, "a new person");
     assert!(matches!(
         store.stage_person(person(2, H3)),
         Err(StorageError::MissingHousehold { .. })
