@@ -98,6 +98,26 @@ pub struct PersonColumns {
     pub employed: Vec<bool>,
 }
 
+/// A packed ID number as two 32-bit halves: an entry of the person index (key and slot) is then
+/// 12 bytes instead of 16 (a `u64` key pads the entry to its alignment), so the index of ten
+/// million persons is 64 MB smaller and more of its entries share a cache line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PersonKey([u32; 2]);
+
+const _: () = assert!(std::mem::size_of::<(PersonKey, u32)>() == 12);
+
+impl From<IdNumber> for PersonKey {
+    fn from(id: IdNumber) -> PersonKey {
+        PersonKey([id.0 as u32, (id.0 >> 32) as u32])
+    }
+}
+
+impl std::hash::Hash for PersonKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+    }
+}
+
 /// Where `Image::place_person` put a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placed {
@@ -121,7 +141,7 @@ pub struct Image {
     pub households: HouseholdColumns,
     pub persons: PersonColumns,
     household_slots: FastMap<HouseholdId, u32>,
-    person_slots: FastMap<IdNumber, u32>,
+    person_slots: FastMap<PersonKey, u32>,
     households_alive: usize,
     persons_alive: usize,
     /// The household last looked up by `upsert_person`, with its slot.
@@ -136,10 +156,14 @@ impl Image {
         Image::default()
     }
 
-    /// Makes room for this many more rows without reallocating.
+    /// Makes room for about this many more rows: the index for that many, the columns for an
+    /// eighth more. An estimate that falls a little short then costs no column its doubling
+    /// (a copy, and memory touched for the first time); reserved and unused column memory is
+    /// never touched. The index gets no margin: its room is rounded up to a power of two.
     pub fn reserve(&mut self, households: usize, persons: usize) {
         if households > 0 {
             self.household_slots.reserve(households);
+            let households = households + households / 8;
             let columns = &mut self.households;
             columns.alive.reserve(households);
             columns.household_id.reserve(households);
@@ -162,6 +186,7 @@ impl Image {
         }
         if persons > 0 {
             self.person_slots.reserve(persons);
+            let persons = persons + persons / 8;
             let columns = &mut self.persons;
             columns.alive.reserve(persons);
             columns.household_slot.reserve(persons);
@@ -201,13 +226,13 @@ impl Image {
     /// and overlap in the processor, where the lookups of `place_person` wait on each other.
     pub fn warm_persons(&self, ids: impl Iterator<Item = IdNumber>) {
         for id in ids {
-            std::hint::black_box(self.person_slots.contains_key(&id));
+            std::hint::black_box(self.person_slots.contains_key(&PersonKey::from(id)));
         }
     }
 
     /// The household a stored person belongs to.
     pub fn person_household(&self, id: IdNumber) -> Option<HouseholdId> {
-        let slot = *self.person_slots.get(&id)?;
+        let slot = *self.person_slots.get(&PersonKey::from(id))?;
         let household_slot = self.persons.household_slot[slot as usize];
         Some(HouseholdId(
             self.households.household_id[household_slot as usize],
@@ -337,7 +362,7 @@ impl Image {
         let columns = &mut self.persons;
         let next_slot = columns.alive.len() as u32;
         let mut before = None;
-        let slot = match self.person_slots.entry(row.person_id) {
+        let slot = match self.person_slots.entry(PersonKey::from(row.person_id)) {
             std::collections::hash_map::Entry::Occupied(entry) => {
                 let slot = *entry.get() as usize;
                 let previous = columns.household_slot[slot] as usize;
@@ -384,7 +409,7 @@ impl Image {
     /// Removes a household and the given persons (its members, as storage found them).
     pub fn remove_household(&mut self, id: HouseholdId, persons: &[IdNumber]) -> bool {
         for person in persons {
-            if let Some(slot) = self.person_slots.remove(person) {
+            if let Some(slot) = self.person_slots.remove(&PersonKey::from(*person)) {
                 let slot = slot as usize;
                 self.persons.alive[slot] = false;
                 let household_slot = self.persons.household_slot[slot] as usize;
