@@ -19,7 +19,7 @@ pub const NULL_YEAR: u16 = 0;
 #[derive(Clone, Debug, Default)]
 pub struct Dictionary {
     values: Vec<String>,
-    codes: std::collections::HashMap<String, u32>,
+    codes: FastMap<String, u32>,
 }
 
 impl Dictionary {

@@ -124,6 +124,9 @@ pub struct FederatedOptions {
     /// no deployment shares; `--audit-dir /dev/shm/...` shows the mesh without that queue.
     #[arg(long, value_name = "AUDIT")]
     pub audit_dir: Option<PathBuf>,
+    /// Run only these queries (by name, e.g. `--only Q1,Q5`); default: all six.
+    #[arg(long, value_delimiter = ',', value_name = "QUERY")]
+    pub only: Vec<String>,
 }
 
 /// The regions of the benchmark mesh below the national root: provinces in `PROVINCE_NUMBERS`
@@ -411,6 +414,17 @@ pub fn run(options: &FederatedOptions) -> Result<()> {
     if options.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let Some(unknown) = options
+        .only
+        .iter()
+        .find(|name| !QUERIES.iter().any(|(known, _, _)| known == name))
+    {
+        let names: Vec<&str> = QUERIES.iter().map(|(name, _, _)| *name).collect();
+        bail!(
+            "--only {unknown}: no such query; the queries are {}",
+            names.join(", ")
+        );
+    }
     if let Some(audit) = &options.audit_dir {
         if std::fs::read_dir(audit).is_ok_and(|mut entries| entries.next().is_some()) {
             bail!(
@@ -547,7 +561,12 @@ pub fn run(options: &FederatedOptions) -> Result<()> {
     )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(demo::WORKER_THREADS)
+        .worker_threads(
+            std::env::var("TMW")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(demo::WORKER_THREADS),
+        )
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -645,7 +664,10 @@ async fn bench(
     let staff = load_key(&credentials.staff)?;
     let grant = grant_cli::read_grant(&credentials.grant)?;
     let mut measured = Vec::with_capacity(QUERIES.len());
-    for (name, title, sql) in QUERIES {
+    let chosen = QUERIES.into_iter().filter(|(name, _, _)| {
+        options.only.is_empty() || options.only.iter().any(|only| only == name)
+    });
+    for (name, title, sql) in chosen {
         let sql = sql.replace("{prefecture}", &prefecture);
         let expected_regions = topology.nodes_asked(
             &tiermesh_federation::query::plan(&sql, today)

@@ -281,7 +281,9 @@ fn open_input(
 enum Item {
     Household {
         line: u64,
-        row: Household,
+        /// Boxed: a household row is twice a person item's size, and every item of a batch
+        /// (most are persons) would be copied at that size.
+        row: Box<Household>,
         warnings: Vec<Issue>,
         raw: Option<csv::ByteRecord>,
     },
@@ -668,7 +670,7 @@ fn check_row(
                 let raw = (!warnings.is_empty()).then(|| raw.clone());
                 Item::Household {
                     line,
-                    row,
+                    row: Box::new(row),
                     warnings,
                     raw,
                 }
@@ -783,8 +785,9 @@ impl TouchMarks {
         }
     }
 
-    /// Makes room for this many households without growing.
+    /// Makes room for about this many households (an estimate: an eighth more).
     fn reserve(&mut self, households: usize) {
+        let households = households + households / 8;
         self.slot_lines.reserve(households);
         self.slot_files.reserve(households);
     }
@@ -1027,7 +1030,7 @@ impl<'a> Writer<'a> {
                     );
                     Touch::Id(id)
                 } else {
-                    Touch::Slot(self.store.stage_household(row))
+                    Touch::Slot(self.store.stage_household(*row))
                 };
                 self.touched.mark(touch, file, line, true);
             }
