@@ -23,7 +23,7 @@ use tiermesh_crypto::{sha256, sign_domain, PublicKey, SigningKey};
 use crate::date::Date;
 use crate::meta::{canonical_bytes, MetaState};
 use crate::query::{
-    AggregateFunction, Dimension, Literal, Plan, Predicate, QueryError, SQL_BYTES_MAX,
+    AggregateFunction, Dimension, Literal, Plan, PlanCache, Predicate, QueryError, SQL_BYTES_MAX,
 };
 use crate::region::RegionCode;
 use crate::schema::Table;
@@ -650,8 +650,9 @@ pub fn sign_request(key: &SigningKey, request: QueryRequest) -> SignedRequest {
 
 /// Verifies a request at `now` (unix seconds), in this order: signed by the grant leaf's audience;
 /// issued within [`CLOCK_SKEW_MAX_SECONDS`] of now and before its deadline; query id not seen
-/// (it is then remembered in `replay`); the grant verifies; the SQL plans; the plan is inside the
-/// rights. Returns the rights and the plan.
+/// (it is then remembered in `replay`); the grant verifies; the SQL plans (through `plans`, which
+/// remembers the plans of SQL seen before); the plan is inside the rights. Returns the rights and
+/// the plan.
 ///
 /// Whether `entry_node` is the node the request arrived at is the caller's check: only it knows
 /// its own key and whether it is the entry or a forwarding hop.
@@ -662,6 +663,7 @@ pub fn verify_request(
     revoked: &impl Fn(&[u8; 16]) -> bool,
     replay: &mut ReplayCache,
     signatures: &mut VerifiedSignatures,
+    plans: &mut PlanCache,
 ) -> Result<(Rights, Plan), GrantError> {
     let request = &signed.request;
     check_length(request.grant.links.len())?;
@@ -703,7 +705,7 @@ pub fn verify_request(
             ),
         }));
     }
-    let plan = crate::query::plan(&request.sql, request.as_of)?;
+    let plan = plans.plan(&request.sql, request.as_of)?;
     check_plan(&plan, &rights)?;
     Ok((rights, plan))
 }

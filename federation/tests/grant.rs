@@ -20,7 +20,7 @@ use tiermesh_federation::meta::{
     sign_appointment, sign_revocation, Applied, MetaCommand, MetaState, NodeRegistration,
     OfficerAppointment, Revocation, REVOCATION_REASON_BYTES_MAX,
 };
-use tiermesh_federation::query::plan;
+use tiermesh_federation::query::{plan, PlanCache};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
 
@@ -874,6 +874,7 @@ fn check_request(
         &never_revoked,
         replay,
         &mut signatures,
+        &mut PlanCache::new(),
     ) {
         Ok((rights, plan)) => format!(
             "ok: audience {}, {} keys, {} aggregates",

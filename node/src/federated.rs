@@ -17,7 +17,9 @@ use tiermesh_federation::grant::{
     verify_request, ReplayCache, Rights, SignedRequest, VerifiedSignatures,
 };
 use tiermesh_federation::meta::MetaState;
-use tiermesh_federation::query::{execute_partial, ColumnRef, Dimension, Plan, Predicate, Source};
+use tiermesh_federation::query::{
+    execute_partial, ColumnRef, Dimension, Plan, PlanCache, Predicate, Source,
+};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
 use tiermesh_federation::wire::{
@@ -46,6 +48,8 @@ pub struct QueryService {
     replay: Mutex<ReplayCache>,
     /// Grant-link signatures this node has verified (the same chain comes with every query).
     signatures: Mutex<VerifiedSignatures>,
+    /// Plans of SQL this node was asked before.
+    plans: Mutex<PlanCache>,
     /// Every sub-query answered or refused is appended here before the answer leaves; `None`
     /// only for nodes started without a directory for it (never by `tiermesh run`).
     pub audit: Option<Arc<Mutex<AuditLog>>>,
@@ -133,6 +137,7 @@ impl QueryService {
             store,
             replay: Mutex::new(ReplayCache::new()),
             signatures: Mutex::new(VerifiedSignatures::new()),
+            plans: Mutex::new(PlanCache::new()),
             audit,
             metrics,
         })
@@ -242,6 +247,10 @@ impl QueryService {
             .signatures
             .lock()
             .map_err(|_| "the signature cache is unavailable".to_string())?;
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| "the plan cache is unavailable".to_string())?;
         verify_request(
             request,
             state,
@@ -249,6 +258,7 @@ impl QueryService {
             &|id| state.is_revoked(id),
             &mut replay,
             &mut signatures,
+            &mut plans,
         )
         .map_err(|error| error.to_string())
     }

@@ -17,6 +17,10 @@ use super::value::Value;
 /// Rows evaluated together: small enough that a chunk's columns stay in cache.
 pub const CHUNK_ROWS: usize = 2048;
 
+/// A chunk whose selected rows are at most its length over this has its key and aggregate
+/// values produced only at those rows (eight 8-byte values share a cache line).
+const SPARSE_SELECTION_DIVISOR: usize = 8;
+
 /// Runs `plan` over `image` and returns its partial aggregate (HAVING, ORDER BY and LIMIT are
 /// applied by `PartialAggregate::finalize`, after any merge).
 pub fn execute_partial(plan: &Plan, image: &Image) -> PartialAggregate {
@@ -292,10 +296,17 @@ impl<'a> Scan<'a> {
             return;
         }
 
+        // Keys and aggregates are read only at the selected rows: for a selective WHERE,
+        // produce just those (a few cache lines of each column instead of the whole chunk).
+        let sparse = selected <= length / SPARSE_SELECTION_DIVISOR;
         for index in &self.other_scalars {
-            self.scalars[*index]
-                .kernel
-                .fill(start, &mut self.buffers[*index][..length]);
+            let kernel = &self.scalars[*index].kernel;
+            let buffer = &mut self.buffers[*index][..length];
+            if sparse {
+                kernel.fill_selected(start, &self.selection, buffer);
+            } else {
+                kernel.fill(start, buffer);
+            }
         }
         let keys: Vec<&[i64]> = self
             .key_scalars

@@ -97,19 +97,59 @@ fn gather<T: Copy>(
     column: &[T],
     access: Access<'_>,
     start: usize,
+    rows: Rows<'_>,
     out: &mut [i64],
     convert: impl Fn(T) -> i64,
 ) {
-    let end = start + out.len();
-    match access {
-        Access::Direct => {
+    match (access, rows) {
+        (Access::Direct, Rows::All) => {
+            let end = start + out.len();
             for (value, cell) in out.iter_mut().zip(&column[start..end]) {
                 *value = convert(*cell);
             }
         }
-        Access::Household(slots) => {
+        (Access::Household(slots), Rows::All) => {
+            let end = start + out.len();
             for (value, slot) in out.iter_mut().zip(&slots[start..end]) {
                 *value = convert(column[*slot as usize]);
+            }
+        }
+        (Access::Direct, Rows::Selected(rows)) => {
+            let column = &column[start..];
+            for row in rows {
+                let row = *row as usize;
+                out[row] = convert(column[row]);
+            }
+        }
+        (Access::Household(slots), Rows::Selected(rows)) => {
+            let slots = &slots[start..];
+            for row in rows {
+                let row = *row as usize;
+                out[row] = convert(column[slots[row] as usize]);
+            }
+        }
+    }
+}
+
+/// Which values of a chunk to produce.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'r> {
+    /// Every row of `out`.
+    All,
+    /// Only these rows (offsets into the chunk); the other entries of `out` are left as they
+    /// were. For a selective WHERE, a key or aggregate column is then read at a few places of
+    /// a chunk instead of all of it.
+    Selected(&'r [u32]),
+}
+
+/// Applies `change` to the entries of `out` that `rows` names.
+#[inline]
+fn each(out: &mut [i64], rows: Rows<'_>, mut change: impl FnMut(&mut i64)) {
+    match rows {
+        Rows::All => out.iter_mut().for_each(change),
+        Rows::Selected(rows) => {
+            for row in rows {
+                change(&mut out[*row as usize]);
             }
         }
     }
@@ -118,74 +158,90 @@ fn gather<T: Copy>(
 impl Kernel<'_> {
     /// Fills `out` with the values of slots `start .. start + out.len()`.
     pub(crate) fn fill(&self, start: usize, out: &mut [i64]) {
+        self.fill_rows(start, Rows::All, out);
+    }
+
+    /// Sets `out[row]` to the value of slot `start + row` for each row of `rows` (offsets into
+    /// the chunk of `out`); the other entries keep what they held.
+    pub(crate) fn fill_selected(&self, start: usize, rows: &[u32], out: &mut [i64]) {
+        self.fill_rows(start, Rows::Selected(rows), out);
+    }
+
+    fn fill_rows(&self, start: usize, rows: Rows<'_>, out: &mut [i64]) {
         match self {
-            Kernel::Bytes { column, access } => gather(column, *access, start, out, i64::from),
-            Kernel::Bools { column, access } => gather(column, *access, start, out, i64::from),
+            Kernel::Bytes { column, access } => {
+                gather(column, *access, start, rows, out, i64::from)
+            }
+            Kernel::Bools { column, access } => {
+                gather(column, *access, start, rows, out, i64::from)
+            }
             Kernel::Years {
                 column,
                 nullable: true,
                 access,
-            } => gather(column, *access, start, out, |year| {
+            } => gather(column, *access, start, rows, out, |year| {
                 if year == NULL_YEAR {
                     NULL
                 } else {
                     i64::from(year)
                 }
             }),
-            Kernel::Years { column, access, .. } => gather(column, *access, start, out, i64::from),
-            Kernel::Money { column, access } => gather(column, *access, start, out, |fen| fen),
-            Kernel::Codes { column, access } => {
-                gather(column, *access, start, out, |code| code as i64)
+            Kernel::Years { column, access, .. } => {
+                gather(column, *access, start, rows, out, i64::from)
             }
-            Kernel::Dictionary { column, access } => gather(column, *access, start, out, |code| {
-                if code == NULL_CODE {
-                    NULL
-                } else {
-                    i64::from(code)
-                }
-            }),
+            Kernel::Money { column, access } => {
+                gather(column, *access, start, rows, out, |fen| fen)
+            }
+            Kernel::Codes { column, access } => {
+                gather(column, *access, start, rows, out, |code| code as i64)
+            }
+            Kernel::Dictionary { column, access } => {
+                gather(column, *access, start, rows, out, |code| {
+                    if code == NULL_CODE {
+                        NULL
+                    } else {
+                        i64::from(code)
+                    }
+                })
+            }
             Kernel::Truncate { source, divisor } => {
-                source.fill(start, out);
+                source.fill_rows(start, rows, out);
                 // A constant divisor becomes a multiplication; the four tiers' divisors are known.
                 match *divisor {
-                    10_000_000_000 => divide_by::<10_000_000_000>(out),
-                    100_000_000 => divide_by::<100_000_000>(out),
-                    1_000_000 => divide_by::<1_000_000>(out),
-                    1_000 => divide_by::<1_000>(out),
-                    divisor => {
-                        for value in out.iter_mut() {
-                            *value /= divisor;
-                        }
-                    }
+                    10_000_000_000 => each(out, rows, |value| *value /= 10_000_000_000),
+                    100_000_000 => each(out, rows, |value| *value /= 100_000_000),
+                    1_000_000 => each(out, rows, |value| *value /= 1_000_000),
+                    1_000 => each(out, rows, |value| *value /= 1_000),
+                    divisor => each(out, rows, |value| *value /= divisor),
                 }
             }
             Kernel::Scale { source, multiplier } => {
-                source.fill(start, out);
-                for value in out.iter_mut() {
+                source.fill_rows(start, rows, out);
+                each(out, rows, |value| {
                     if *value != NULL {
                         *value *= multiplier;
                     }
-                }
+                });
             }
             Kernel::Slice {
                 source,
                 divisor,
                 modulus,
             } => {
-                source.fill(start, out);
-                for value in out.iter_mut() {
+                source.fill_rows(start, rows, out);
+                each(out, rows, |value| {
                     if *value != NULL {
                         *value = *value / divisor % modulus;
                     }
-                }
+                });
             }
             Kernel::Remap { source, map } => {
-                source.fill(start, out);
-                for value in out.iter_mut() {
+                source.fill_rows(start, rows, out);
+                each(out, rows, |value| {
                     if *value != NULL {
                         *value = map.get(*value as usize).copied().unwrap_or(NULL);
                     }
-                }
+                });
             }
             Kernel::Age {
                 birth_date,
@@ -194,25 +250,33 @@ impl Kernel<'_> {
                 window_start,
                 window,
             } => {
-                let births = &birth_date[start..start + out.len()];
-                for (value, birth) in out.iter_mut().zip(births) {
-                    let offset = i64::from(*birth) - window_start;
-                    *value = match usize::try_from(offset)
+                let age = |birth: i32| {
+                    let offset = i64::from(birth) - window_start;
+                    match usize::try_from(offset)
                         .ok()
                         .and_then(|offset| window.get(offset))
                     {
                         Some(quotient) => i64::from(*quotient),
-                        None => ages.age(*birth).div_euclid(*width),
-                    };
+                        None => ages.age(birth).div_euclid(*width),
+                    }
+                };
+                match rows {
+                    Rows::All => {
+                        let births = &birth_date[start..start + out.len()];
+                        for (value, birth) in out.iter_mut().zip(births) {
+                            *value = age(*birth);
+                        }
+                    }
+                    Rows::Selected(rows) => {
+                        let births = &birth_date[start..];
+                        for row in rows {
+                            let row = *row as usize;
+                            out[row] = age(births[row]);
+                        }
+                    }
                 }
             }
         }
-    }
-}
-
-fn divide_by<const DIVISOR: i64>(values: &mut [i64]) {
-    for value in values.iter_mut() {
-        *value /= DIVISOR;
     }
 }
 

@@ -39,6 +39,7 @@ mod group;
 mod kernel;
 mod partial;
 mod plan;
+mod plan_cache;
 mod planner;
 mod semantics;
 mod sketch;
@@ -52,6 +53,7 @@ pub use plan::{
     Aggregate, AggregateFunction, ColumnRef, Comparison, Dimension, Literal, Number, OrderKey,
     Output, OutputRef, Plan, Predicate, Source,
 };
+pub use plan_cache::{PlanCache, PLAN_CACHE_ENTRIES_MAX};
 pub use planner::{
     plan, AGE_BAND_WIDTH_MAX, AGGREGATES_MAX, GROUP_KEYS_MAX, IN_LIST_VALUES_MAX, NESTING_MAX,
     NUMBER_DIGITS_MAX, OPERATORS_MAX, SQL_BYTES_MAX, SUBSTR_ARGUMENT_MAX,
