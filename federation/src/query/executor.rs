@@ -5,7 +5,7 @@
 use crate::image::Image;
 use crate::schema::Table;
 
-use super::filter::{Filter, LeafKind, FALSE, TRUE};
+use super::filter::{Filter, LeafKind, Values, FALSE, TRUE};
 use super::group::Groups;
 use super::kernel::{compile, Decoder, Scalar};
 use super::partial::{Accumulator, PartialAggregate, PartialGroup};
@@ -116,6 +116,9 @@ struct Scan<'a> {
     filter: Option<Filter>,
     /// Scalars WHERE reads, computed for every chunk.
     filter_scalars: Vec<usize>,
+    /// Per scalar: read by WHERE alone and straight from its column (`Kernel::direct`), so
+    /// never filled.
+    direct: Vec<bool>,
     /// Scalars only keys and aggregates read, computed for chunks with selected rows.
     other_scalars: Vec<usize>,
     key_scalars: Vec<usize>,
@@ -136,6 +139,7 @@ impl<'a> Scan<'a> {
             buffers: Vec::new(),
             filter: None,
             filter_scalars: Vec::new(),
+            direct: Vec::new(),
             other_scalars: Vec::new(),
             key_scalars: Vec::new(),
             aggregates: Vec::new(),
@@ -219,6 +223,18 @@ impl<'a> Scan<'a> {
                 scan.other_scalars.push(index);
             }
         }
+        scan.direct = (0..scan.scalars.len())
+            .map(|index| {
+                let read_later = scan.key_scalars.contains(&index)
+                    || scan
+                        .aggregates
+                        .iter()
+                        .any(|aggregate| aggregate.scalar == Some(index));
+                scan.filter_scalars.contains(&index)
+                    && !read_later
+                    && scan.scalars[index].kernel.direct(0, 0).is_some()
+            })
+            .collect();
         scan
     }
 
@@ -281,12 +297,26 @@ impl<'a> Scan<'a> {
 
     fn chunk(&mut self, start: usize, length: usize) {
         for index in &self.filter_scalars {
-            self.scalars[*index]
-                .kernel
-                .fill(start, &mut self.buffers[*index][..length]);
+            if !self.direct[*index] {
+                self.scalars[*index]
+                    .kernel
+                    .fill(start, &mut self.buffers[*index][..length]);
+            }
         }
+        let (scalars, buffers, direct) = (&self.scalars, &self.buffers, &self.direct);
+        let values = |index: usize| {
+            let filled = Values::Filled(&buffers[index][..length]);
+            if direct[index] {
+                scalars[index]
+                    .kernel
+                    .direct(start, length)
+                    .unwrap_or(filled)
+            } else {
+                filled
+            }
+        };
         match &mut self.filter {
-            Some(filter) => filter.evaluate(&self.buffers, &mut self.truth[..length]),
+            Some(filter) => filter.evaluate(&values, &mut self.truth[..length]),
             None => self.truth[..length].fill(TRUE),
         }
         self.apply_alive(start, length);

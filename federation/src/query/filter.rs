@@ -13,6 +13,15 @@ pub(crate) const FALSE: u8 = 0;
 pub(crate) const UNKNOWN: u8 = 1;
 pub(crate) const TRUE: u8 = 2;
 
+/// A chunk's values of one dimension, as WHERE reads them.
+#[derive(Clone, Copy)]
+pub(crate) enum Values<'a> {
+    /// Produced by the dimension's kernel (null is `NULL`).
+    Filled(&'a [i64]),
+    /// An enum or small-integer column read where it lies in the image (never null).
+    Bytes(&'a [u8]),
+}
+
 /// Range lists longer than this are searched by bisection instead of scanned.
 const RANGES_SCANNED_MAX: usize = 8;
 
@@ -105,19 +114,21 @@ impl Filter {
         }
     }
 
-    /// Evaluates the condition for one chunk; `out` has the chunk's length.
-    pub(crate) fn evaluate(&mut self, buffers: &[Vec<i64>], out: &mut [u8]) {
+    /// Evaluates the condition for one chunk; `out` has the chunk's length, and `values` gives
+    /// each dimension's values for the chunk (at least `out.len()` of them).
+    pub(crate) fn evaluate<'v>(&mut self, values: &dyn Fn(usize) -> Values<'v>, out: &mut [u8]) {
         let is_all = matches!(self, Filter::All { .. });
+        let length = out.len();
         match self {
             Filter::All { parts, scratch } | Filter::Any { parts, scratch } => {
                 let Some((first, rest)) = parts.split_first_mut() else {
                     out.fill(if is_all { TRUE } else { FALSE });
                     return;
                 };
-                first.evaluate(buffers, out);
-                let scratch = &mut scratch[..out.len()];
+                first.evaluate(values, out);
+                let scratch = &mut scratch[..length];
                 for part in rest {
-                    part.evaluate(buffers, scratch);
+                    part.evaluate(values, scratch);
                     if is_all {
                         for (truth, other) in out.iter_mut().zip(scratch.iter()) {
                             *truth = (*truth).min(*other);
@@ -130,34 +141,57 @@ impl Filter {
                 }
             }
             Filter::Not(inner) => {
-                inner.evaluate(buffers, out);
+                inner.evaluate(values, out);
                 for truth in out.iter_mut() {
                     *truth = TRUE - *truth;
                 }
             }
-            Filter::Ranges { scalar, ranges } => {
-                let values = &buffers[*scalar][..out.len()];
-                evaluate_ranges(ranges, values, out);
-            }
-            Filter::Lookup { scalar, truth } => {
-                let values = &buffers[*scalar][..out.len()];
-                for (result, value) in out.iter_mut().zip(values) {
-                    *result = if *value == NULL {
-                        UNKNOWN
-                    } else {
-                        truth.get(*value as usize).copied().unwrap_or(FALSE)
-                    };
+            Filter::Ranges { scalar, ranges } => match values(*scalar) {
+                Values::Filled(values) => evaluate_ranges(ranges, &values[..length], out),
+                Values::Bytes(bytes) => {
+                    for (result, byte) in out.iter_mut().zip(&bytes[..length]) {
+                        let value = i64::from(*byte);
+                        let inside = ranges
+                            .iter()
+                            .any(|(low, high)| *low <= value && value <= *high);
+                        *result = 2 * u8::from(inside);
+                    }
                 }
-            }
+            },
+            Filter::Lookup { scalar, truth } => match values(*scalar) {
+                Values::Filled(values) => {
+                    for (result, value) in out.iter_mut().zip(&values[..length]) {
+                        *result = if *value == NULL {
+                            UNKNOWN
+                        } else {
+                            truth.get(*value as usize).copied().unwrap_or(FALSE)
+                        };
+                    }
+                }
+                Values::Bytes(bytes) => {
+                    // A byte indexes a table of 256 entries: no bound check in the loop.
+                    let mut table = [FALSE; 256];
+                    for (entry, value) in table.iter_mut().zip(truth.iter()) {
+                        *entry = *value;
+                    }
+                    for (result, byte) in out.iter_mut().zip(&bytes[..length]) {
+                        *result = table[usize::from(*byte)];
+                    }
+                }
+            },
             Filter::IsNull { scalar, negated } => {
-                let values = &buffers[*scalar][..out.len()];
                 let negated = *negated;
-                for (result, value) in out.iter_mut().zip(values) {
-                    *result = if (*value == NULL) != negated {
-                        TRUE
-                    } else {
-                        FALSE
-                    };
+                match values(*scalar) {
+                    Values::Filled(values) => {
+                        for (result, value) in out.iter_mut().zip(&values[..length]) {
+                            *result = if (*value == NULL) != negated {
+                                TRUE
+                            } else {
+                                FALSE
+                            };
+                        }
+                    }
+                    Values::Bytes(_) => out.fill(if negated { TRUE } else { FALSE }),
                 }
             }
         }

@@ -15,6 +15,7 @@ use crate::record::HouseholdId;
 use crate::region::RegionCode;
 use crate::schema::{ColumnKind, Table};
 
+use super::filter::Values;
 use super::plan::{ColumnRef, Dimension, Source};
 use super::semantics::{code_limit, code_text, NULL, VALUE_MIN};
 use super::value::Value;
@@ -159,6 +160,24 @@ impl Kernel<'_> {
     /// Fills `out` with the values of slots `start .. start + out.len()`.
     pub(crate) fn fill(&self, start: usize, out: &mut [i64]) {
         self.fill_rows(start, Rows::All, out);
+    }
+
+    /// The values of slots `start .. start + length` as they lie in the image, when this
+    /// kernel only reads them from a column of the scanned table without changing them (an
+    /// enum or small-integer column, or money): WHERE then reads them there instead of from a
+    /// filled copy.
+    pub(crate) fn direct(&self, start: usize, length: usize) -> Option<Values<'_>> {
+        match self {
+            Kernel::Bytes {
+                column,
+                access: Access::Direct,
+            } => Some(Values::Bytes(&column[start..start + length])),
+            Kernel::Money {
+                column,
+                access: Access::Direct,
+            } => Some(Values::Filled(&column[start..start + length])),
+            _ => None,
+        }
     }
 
     /// Sets `out[row]` to the value of slot `start + row` for each row of `rows` (offsets into
