@@ -430,12 +430,28 @@ fn compact(truth: &[u8], selection: &mut Vec<u32>) -> usize {
     selection.resize(truth.len() + 1, 0);
     let slots = selection.as_mut_slice();
     let mut selected = 0;
-    for (row, truth) in truth.iter().enumerate() {
+    let mut push_true = |row: usize, value: u8| {
         // `selected <= row < truth.len()`, so the write is always in bounds.
         if let Some(slot) = slots.get_mut(selected) {
             *slot = row as u32;
         }
-        selected += usize::from(*truth == TRUE);
+        selected += usize::from(value == TRUE);
+    };
+    // Eight truths at a time: a word without a TRUE (bit 1 of a byte) is skipped whole, so a
+    // selective WHERE costs little here.
+    let mut words = truth.chunks_exact(8);
+    let mut row = 0;
+    for word in &mut words {
+        let bits = <[u8; 8]>::try_from(word).map_or(u64::MAX, u64::from_le_bytes);
+        if bits & 0x0202_0202_0202_0202 != 0 {
+            for (offset, value) in word.iter().enumerate() {
+                push_true(row + offset, *value);
+            }
+        }
+        row += 8;
+    }
+    for (offset, value) in words.remainder().iter().enumerate() {
+        push_true(row + offset, *value);
     }
     selection.truncate(selected);
     selected
