@@ -69,8 +69,9 @@ struct Peers {
     endpoint: quinn::Endpoint,
     runtime: tokio::runtime::Handle,
     senders: Mutex<HashMap<u64, PeerSender>>,
-    /// Connections peers opened to us, by their raft id: a route back even before the registry
-    /// knows their address.
+    /// The newest connection served with each peer, by its raft id, whichever side opened it:
+    /// a route back even before the registry knows the peer's address, and the freshest sign
+    /// of life after the peer restarted.
     inbound: Mutex<HashMap<u64, quinn::Connection>>,
     /// Addresses from the registry and the bootstrap list.
     addresses: Mutex<HashMap<u64, SocketAddr>>,
@@ -95,18 +96,25 @@ impl Peers {
         connection.close_reason().is_none().then_some(connection)
     }
 
-    /// A live connection to the peer: an inbound one, or a new outbound one.
+    /// A live connection to the peer: the newest one served with it, else the one `cached`,
+    /// else a new outbound one.
+    ///
+    /// The newest comes first: a peer killed and restarted leaves the connection cached here
+    /// looking open until the idle timeout (writes to it are only buffered), while the restarted
+    /// peer's own connection to us is registered as soon as it dials (a restarted voter does
+    /// when it campaigns). Staying on the cached one would keep the restarted peer unreached,
+    /// and behind, for that long.
     async fn connection(
         self: &Arc<Self>,
         raft_id: u64,
         cached: &mut Option<quinn::Connection>,
     ) -> Result<quinn::Connection> {
+        if let Some(newest) = self.inbound(raft_id) {
+            *cached = Some(newest.clone());
+            return Ok(newest);
+        }
         if let Some(connection) = cached.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(connection.clone());
-        }
-        if let Some(connection) = self.inbound(raft_id) {
-            *cached = Some(connection.clone());
-            return Ok(connection);
         }
         let addr = self
             .address_of(raft_id)
