@@ -40,8 +40,11 @@ const EXPECT_AFTER_LINES: u64 = 1_000;
 /// Rows the image makes room for ahead, at most, per table and import (a hint; more rows still
 /// fit, they grow the image step by step).
 const EXPECT_ROWS_MAX: usize = 1 << 25;
-/// Batches in flight between each reader and the writer.
-const BATCHES_IN_FLIGHT: usize = 6;
+/// Batches in flight between each reader and the writer (of `HANDOFF_ROWS` rows, about 5 MB
+/// in all per reader): enough that the readers keep parsing while the writer stalls on memory
+/// it touches for the first time (the image's reservation when persons start), instead of the
+/// second core idling.
+const BATCHES_IN_FLIGHT: usize = 32;
 /// Reader threads (each parses and checks whole files, taking the files in turn): parsing costs
 /// about as much as the writer's work, so two readers keep the writer busy.
 const READERS: usize = 2;
