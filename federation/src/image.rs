@@ -298,12 +298,6 @@ impl Image {
         slot as u32
     }
 
-    /// The stored head ID of a household.
-    pub fn head_id(&self, id: HouseholdId) -> Option<IdNumber> {
-        let slot = self.household_slot(id)?;
-        Some(IdNumber(self.households.head_id[slot as usize]))
-    }
-
     /// The slot of a live household, remembering it: persons arrive grouped by household (file
     /// order, key order at rebuild), so the last one is asked for again and again.
     fn household_slot_cached(&mut self, id: HouseholdId) -> Option<u32> {
@@ -336,8 +330,7 @@ impl Image {
         ))
     }
 
-    /// The stored head ID of a household, as `head_id`, cheap for households asked for in
-    /// slot order.
+    /// The stored head ID of a household, cheap for households asked for in slot order.
     pub fn head_id_cached(&mut self, id: HouseholdId) -> Option<IdNumber> {
         let slot = self.household_slot_cached(id)?;
         Some(IdNumber(self.households.head_id[slot as usize]))
