@@ -178,6 +178,22 @@ impl FanOut {
         (fanout, commands)
     }
 
+    /// Adds this node's own partial when it was computed after `start` (started with `None`),
+    /// so that its scan overlaps the children's work: the same state as if `start` had been
+    /// given it, its groups and its entry first.
+    pub fn add_own(
+        &mut self,
+        region: RegionCode,
+        key: PublicKey,
+        version: u64,
+        partial: PartialAggregate,
+    ) {
+        let mut merged = partial;
+        merged.merge(std::mem::take(&mut self.partial));
+        self.partial = merged;
+        self.answered.insert(0, (region, key, version));
+    }
+
     /// A child's answer arrived: its partial merges in, its coverage joins this node's. An answer
     /// from an unknown sender, a second answer, an answer after the child failed, and an answer
     /// at or after the wait deadline are ignored (the last makes every pending child time out).

@@ -142,6 +142,34 @@ fn no_children_is_done_at_once() {
 }
 
 #[test]
+fn an_own_partial_added_after_start_is_as_if_given_to_start() {
+    let (mut given, _) = province(0, 5_000);
+    let children = [("5201", 2), ("5202", 3), ("5203", 4)]
+        .into_iter()
+        .map(|(prefix, node)| ChildTarget {
+            node: key(node),
+            region: region(prefix),
+        })
+        .collect();
+    let (mut added, commands) = FanOut::start(0, 5_000, None, children);
+    assert_eq!(
+        commands.len(),
+        3,
+        "the requests go out before the own partial exists"
+    );
+    // A child may answer before the node's own scan is done.
+    added.handle_answer(10, key(2), leaf_answer("5201", 2, 4));
+    added.add_own(region("52"), key(1), 10, partial("all", 5, 1));
+    given.handle_answer(10, key(2), leaf_answer("5201", 2, 4));
+    for fanout in [&mut given, &mut added] {
+        fanout.handle_answer(20, key(3), leaf_answer("5202", 3, 6));
+        fanout.handle_failure(30, key(4), MissingReason::Timeout);
+    }
+    assert!(added.is_done());
+    assert_eq!(added.finish(), given.finish());
+}
+
+#[test]
 fn all_children_fail_each_with_its_reason() {
     let (mut fanout, _) = province(0, 5_000);
     fanout.handle_failure(10, key(3), MissingReason::Refused("grant expired".into()));

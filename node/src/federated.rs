@@ -493,45 +493,8 @@ impl QueryService {
         let mut children =
             fanout::prune_by_filter(fanout::targets(state, &self.own_key, &rights.scope), plan);
         children.truncate(FANOUT_MAX);
-        let own = state.node(&self.own_key).and_then(|node| {
-            let touches = rights
-                .scope
-                .iter()
-                .any(|scope| scope.contains(node.region) || node.region.contains(*scope));
-            touches.then(|| {
-                let child_regions: Vec<RegionCode> =
-                    children.iter().map(|child| child.region).collect();
-                let local = local_plan(plan, &rights.scope, &child_regions);
-                let (partial, version) = match self.store.lock() {
-                    Ok(store) => (
-                        execute_partial(&local, store.image()),
-                        store.image().data_version,
-                    ),
-                    Err(_) => (Default::default(), 0),
-                };
-                (node.region, self.own_key, version, partial)
-            })
-        });
-        // A node below the entry records its own part now, so that the fsync runs while its
-        // children work; the answer still leaves only once the record is durable.
-        let recorded = early.map(|early| {
-            let (rows_scanned, groups_returned) =
-                own.as_ref().map_or((0, 0), |(_, _, _, partial)| {
-                    (partial.rows_scanned, partial.groups.len() as u64)
-                });
-            let facts = Facts {
-                decision: Decision::Answered,
-                reason: String::new(),
-                rows_scanned,
-                groups_returned,
-                cells_suppressed: 0,
-                scope: early.scope,
-                metadata_index,
-            };
-            self.observe(QueryRole::Sub, early.started, &facts);
-            self.append(&request, QueryRole::Sub, facts)
-        });
-        let (mut fan, commands) = FanOut::start(now_ms(), deadline_ms, own, children);
+        let child_regions: Vec<RegionCode> = children.iter().map(|child| child.region).collect();
+        let (mut fan, commands) = FanOut::start(now_ms(), deadline_ms, None, children);
         let (answers, mut received) = mpsc::channel(commands.len().max(1));
         for command in commands {
             let fanout::Command::Send {
@@ -585,6 +548,46 @@ impl QueryService {
             );
         }
         drop(answers);
+        // The requests are out: this node's own rows are scanned while the children work.
+        let own = state.node(&self.own_key).and_then(|node| {
+            let touches = rights
+                .scope
+                .iter()
+                .any(|scope| scope.contains(node.region) || node.region.contains(*scope));
+            touches.then(|| {
+                let local = local_plan(plan, &rights.scope, &child_regions);
+                let (partial, version) = match self.store.lock() {
+                    Ok(store) => (
+                        execute_partial(&local, store.image()),
+                        store.image().data_version,
+                    ),
+                    Err(_) => (Default::default(), 0),
+                };
+                (node.region, self.own_key, version, partial)
+            })
+        });
+        // A node below the entry records its own part now, so that the fsync runs while its
+        // children work; the answer still leaves only once the record is durable.
+        let recorded = early.map(|early| {
+            let (rows_scanned, groups_returned) =
+                own.as_ref().map_or((0, 0), |(_, _, _, partial)| {
+                    (partial.rows_scanned, partial.groups.len() as u64)
+                });
+            let facts = Facts {
+                decision: Decision::Answered,
+                reason: String::new(),
+                rows_scanned,
+                groups_returned,
+                cells_suppressed: 0,
+                scope: early.scope,
+                metadata_index,
+            };
+            self.observe(QueryRole::Sub, early.started, &facts);
+            self.append(&request, QueryRole::Sub, facts)
+        });
+        if let Some((region, key, version, partial)) = own {
+            fan.add_own(region, key, version, partial);
+        }
         while !fan.is_done() {
             let wake = fan.poll_deadline().unwrap_or_else(now_ms);
             let sleep = Duration::from_millis(wake.saturating_sub(now_ms()));
