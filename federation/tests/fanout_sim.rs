@@ -64,20 +64,24 @@ fn leaf_answer(prefix: &str, node: u64, rows: u64) -> SubAnswer {
     }
 }
 
-/// A province node (key 1, region 52) with children 5201 (key 2), 5202 (key 3), 5203 (key 4).
-fn province(now: u64, deadline: u64) -> (FanOut, Vec<Command>) {
-    let children = [("5201", 2), ("5202", 3), ("5203", 4)]
+/// The province's children: 5201 (key 2), 5202 (key 3), 5203 (key 4).
+fn province_children() -> Vec<ChildTarget> {
+    [("5201", 2), ("5202", 3), ("5203", 4)]
         .into_iter()
         .map(|(prefix, node)| ChildTarget {
             node: key(node),
             region: region(prefix),
         })
-        .collect();
+        .collect()
+}
+
+/// A province node (key 1, region 52) with `province_children`.
+fn province(now: u64, deadline: u64) -> (FanOut, Vec<Command>) {
     FanOut::start(
         now,
         deadline,
         Some((region("52"), key(1), 10, partial("all", 5, 1))),
-        children,
+        province_children(),
     )
 }
 
@@ -144,14 +148,7 @@ fn no_children_is_done_at_once() {
 #[test]
 fn an_own_partial_added_after_start_is_as_if_given_to_start() {
     let (mut given, _) = province(0, 5_000);
-    let children = [("5201", 2), ("5202", 3), ("5203", 4)]
-        .into_iter()
-        .map(|(prefix, node)| ChildTarget {
-            node: key(node),
-            region: region(prefix),
-        })
-        .collect();
-    let (mut added, commands) = FanOut::start(0, 5_000, None, children);
+    let (mut added, commands) = FanOut::start(0, 5_000, None, province_children());
     assert_eq!(
         commands.len(),
         3,
