@@ -8,12 +8,20 @@
 
 use crate::fast_hash::FastMap;
 
-use crate::record::{Household, HouseholdId, IdNumber, Person};
+use crate::record::{Cents, Household, HouseholdId, IdNumber, Person};
+use crate::standard::validate::INCOME_MAX_FEN;
 
 /// Code used in a dictionary-coded column for a null cell.
 pub const NULL_CODE: u32 = u32::MAX;
 /// Value of `exit_year` for a null cell.
 pub const NULL_YEAR: u16 = 0;
+
+/// A household's income as its column holds it. The standard bounds income to
+/// `0..=INCOME_MAX_FEN`, which validation checks on import and the row codec on reading a stored
+/// row, so the value always fits; were it ever outside, it would be clipped, never wrapped.
+fn fen_column(fen: Cents) -> i32 {
+    i32::try_from(fen.clamp(0, INCOME_MAX_FEN)).unwrap_or(i32::MAX)
+}
 
 /// Distinct strings of one text column, each with a dense code in first-seen order.
 #[derive(Clone, Debug, Default)]
@@ -62,8 +70,9 @@ pub struct HouseholdColumns {
     pub registered_year: Vec<u16>,
     /// `NULL_YEAR` when null.
     pub exit_year: Vec<u16>,
-    /// Fen.
-    pub income_per_capita: Vec<i64>,
+    /// Fen, as 32 bits: the standard bounds it to `0..=INCOME_MAX_FEN` (10^8), and half the
+    /// width is half the memory a WHERE or an aggregate over income streams through.
+    pub income_per_capita: Vec<i32>,
     pub housing_safe: Vec<bool>,
     pub water_safe: Vec<bool>,
     pub medical_insured: Vec<bool>,
@@ -286,7 +295,7 @@ impl Image {
         columns.status[slot] = row.status.code();
         columns.registered_year[slot] = row.registered_year;
         columns.exit_year[slot] = row.exit_year.unwrap_or(NULL_YEAR);
-        columns.income_per_capita[slot] = row.income_per_capita;
+        columns.income_per_capita[slot] = fen_column(row.income_per_capita);
         columns.housing_safe[slot] = row.housing_safe;
         columns.water_safe[slot] = row.water_safe;
         columns.medical_insured[slot] = row.medical_insured;

@@ -561,12 +561,7 @@ pub fn run(options: &FederatedOptions) -> Result<()> {
     )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::env::var("TMW")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(demo::WORKER_THREADS),
-        )
+        .worker_threads(demo::WORKER_THREADS)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -15,6 +15,7 @@ use tiermesh_federation::record::{
     Relation, Status,
 };
 use tiermesh_federation::region::RegionCode;
+use tiermesh_federation::standard::validate::INCOME_MAX_FEN;
 
 /// Row format version written by this build.
 pub const ROW_FORMAT_VERSION: u8 = 1;
@@ -185,6 +186,11 @@ pub fn decode_household(bytes: &[u8]) -> Result<Household, RowCodecError> {
         year => Some(year),
     };
     let income_per_capita = reader.i64()?;
+    if !(0..=INCOME_MAX_FEN).contains(&income_per_capita) {
+        return Err(RowCodecError::Field {
+            field: "income_per_capita",
+        });
+    }
     let flags = reader.u8()?;
     let industry = field(Industry::from_code(reader.u8()?), "industry")?;
     let head_name = field(reader.text("head_name")?, "head_name")?;
@@ -318,6 +324,23 @@ mod tests {
             decode_household(&trailing),
             Err(RowCodecError::Trailing { extra: 1 })
         );
+        for income in [-1, INCOME_MAX_FEN + 1] {
+            let mut bytes = Vec::new();
+            encode_household(
+                &Household {
+                    income_per_capita: income,
+                    ..household()
+                },
+                &mut bytes,
+            );
+            assert_eq!(
+                decode_household(&bytes),
+                Err(RowCodecError::Field {
+                    field: "income_per_capita"
+                }),
+                "income {income}"
+            );
+        }
     }
 
     proptest! {

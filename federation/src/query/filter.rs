@@ -20,6 +20,8 @@ pub(crate) enum Values<'a> {
     Filled(&'a [i64]),
     /// An enum or small-integer column read where it lies in the image (never null).
     Bytes(&'a [u8]),
+    /// A money column (fen) read where it lies in the image (never null).
+    Fen(&'a [i32]),
 }
 
 /// Range lists longer than this are searched by bisection instead of scanned.
@@ -148,15 +150,8 @@ impl Filter {
             }
             Filter::Ranges { scalar, ranges } => match values(*scalar) {
                 Values::Filled(values) => evaluate_ranges(ranges, &values[..length], out),
-                Values::Bytes(bytes) => {
-                    for (result, byte) in out.iter_mut().zip(&bytes[..length]) {
-                        let value = i64::from(*byte);
-                        let inside = ranges
-                            .iter()
-                            .any(|(low, high)| *low <= value && value <= *high);
-                        *result = 2 * u8::from(inside);
-                    }
-                }
+                Values::Bytes(bytes) => evaluate_narrow_ranges(ranges, &bytes[..length], out),
+                Values::Fen(fen) => evaluate_narrow_ranges(ranges, &fen[..length], out),
             },
             Filter::Lookup { scalar, truth } => match values(*scalar) {
                 Values::Filled(values) => {
@@ -169,13 +164,33 @@ impl Filter {
                     }
                 }
                 Values::Bytes(bytes) => {
-                    // A byte indexes a table of 256 entries: no bound check in the loop.
-                    let mut table = [FALSE; 256];
-                    for (entry, value) in table.iter_mut().zip(truth.iter()) {
-                        *entry = *value;
+                    let bytes = &bytes[..length];
+                    match single_true_code(truth) {
+                        // `column = 'value'`, the common case: one comparison a byte, which
+                        // the compiler does sixteen or more at a time.
+                        Some(code) => {
+                            for (result, byte) in out.iter_mut().zip(bytes) {
+                                *result = 2 * u8::from(*byte == code);
+                            }
+                        }
+                        None => {
+                            // A byte indexes a table of 256 entries: no bound check in the loop.
+                            let mut table = [FALSE; 256];
+                            for (entry, value) in table.iter_mut().zip(truth.iter()) {
+                                *entry = *value;
+                            }
+                            for (result, byte) in out.iter_mut().zip(bytes) {
+                                *result = table[usize::from(*byte)];
+                            }
+                        }
                     }
-                    for (result, byte) in out.iter_mut().zip(&bytes[..length]) {
-                        *result = table[usize::from(*byte)];
+                }
+                Values::Fen(fen) => {
+                    for (result, value) in out.iter_mut().zip(&fen[..length]) {
+                        *result = usize::try_from(*value)
+                            .ok()
+                            .and_then(|code| truth.get(code).copied())
+                            .unwrap_or(FALSE);
                     }
                 }
             },
@@ -191,7 +206,9 @@ impl Filter {
                             };
                         }
                     }
-                    Values::Bytes(_) => out.fill(if negated { TRUE } else { FALSE }),
+                    Values::Bytes(_) | Values::Fen(_) => {
+                        out.fill(if negated { TRUE } else { FALSE });
+                    }
                 }
             }
         }
@@ -229,6 +246,74 @@ fn evaluate_ranges(ranges: &[(i64, i64)], values: &[i64], out: &mut [u8]) {
             }
         }
     }
+}
+
+/// The one byte code whose entry in `truth` is `TRUE`, when every other entry is `FALSE`.
+fn single_true_code(truth: &[u8]) -> Option<u8> {
+    let mut only = None;
+    for (code, entry) in truth.iter().enumerate() {
+        match *entry {
+            FALSE => {}
+            TRUE if only.is_none() => only = Some(u8::try_from(code).ok()?),
+            _ => return None,
+        }
+    }
+    only
+}
+
+/// Ranges over a column narrower than `i64` that holds no null (bytes, fen). The ranges are
+/// clipped to the column's type first, so one range is two comparisons in that type, which
+/// the compiler does several values at a time.
+fn evaluate_narrow_ranges<T>(ranges: &[(i64, i64)], values: &[T], out: &mut [u8])
+where
+    T: Copy + PartialOrd + TryFrom<i64> + Into<i64> + Bounded,
+{
+    let clip = |(low, high): (i64, i64)| -> Option<(T, T)> {
+        let low = T::try_from(low.max(T::MIN.into())).ok()?;
+        let high = T::try_from(high.min(T::MAX.into())).ok()?;
+        (low <= high).then_some((low, high))
+    };
+    let clipped: Vec<(T, T)> = ranges.iter().copied().filter_map(clip).collect();
+    match clipped.as_slice() {
+        [] => out.fill(FALSE),
+        [(low, high)] => {
+            let (low, high) = (*low, *high);
+            for (result, value) in out.iter_mut().zip(values) {
+                *result = 2 * u8::from(low <= *value && *value <= high);
+            }
+        }
+        _ if clipped.len() <= RANGES_SCANNED_MAX => {
+            for (result, value) in out.iter_mut().zip(values) {
+                let inside = clipped
+                    .iter()
+                    .any(|(low, high)| low <= value && value <= high);
+                *result = 2 * u8::from(inside);
+            }
+        }
+        _ => {
+            for (result, value) in out.iter_mut().zip(values) {
+                let index = clipped.partition_point(|(_, high)| high < value);
+                let inside = clipped.get(index).is_some_and(|(low, _)| low <= value);
+                *result = 2 * u8::from(inside);
+            }
+        }
+    }
+}
+
+/// The least and greatest value of a column type.
+trait Bounded {
+    const MIN: Self;
+    const MAX: Self;
+}
+
+impl Bounded for u8 {
+    const MIN: u8 = u8::MIN;
+    const MAX: u8 = u8::MAX;
+}
+
+impl Bounded for i32 {
+    const MIN: i32 = i32::MIN;
+    const MAX: i32 = i32::MAX;
 }
 
 /// How a leaf's operand is represented in a chunk.

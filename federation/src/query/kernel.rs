@@ -48,7 +48,7 @@ pub(crate) enum Kernel<'a> {
     },
     /// Money in fen.
     Money {
-        column: &'a [i64],
+        column: &'a [i32],
         access: Access<'a>,
     },
     /// Household ids and region codes.
@@ -175,7 +175,7 @@ impl Kernel<'_> {
             Kernel::Money {
                 column,
                 access: Access::Direct,
-            } => Some(Values::Filled(&column[start..start + length])),
+            } => Some(Values::Fen(&column[start..start + length])),
             _ => None,
         }
     }
@@ -209,7 +209,7 @@ impl Kernel<'_> {
                 gather(column, *access, start, rows, out, i64::from)
             }
             Kernel::Money { column, access } => {
-                gather(column, *access, start, rows, out, |fen| fen)
+                gather(column, *access, start, rows, out, i64::from)
             }
             Kernel::Codes { column, access } => {
                 gather(column, *access, start, rows, out, |code| code as i64)
