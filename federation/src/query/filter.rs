@@ -47,6 +47,8 @@ pub(crate) enum Filter {
     Lookup {
         scalar: usize,
         truth: Vec<u8>,
+        /// The same table as a byte column reads it, worked out once here.
+        bytes: ByteTruth,
     },
     /// True when the value is null (not null when `negated`).
     IsNull {
@@ -90,9 +92,8 @@ impl Filter {
             | Predicate::IsTrue { operand } => {
                 let scalar = scalar_of(operand);
                 match decoders(scalar) {
-                    LeafKind::Names(names) => Filter::Lookup {
-                        scalar,
-                        truth: names
+                    LeafKind::Names(names) => {
+                        let truth: Vec<u8> = names
                             .iter()
                             .map(|name| {
                                 if text_leaf_holds(predicate, name) {
@@ -101,8 +102,13 @@ impl Filter {
                                     FALSE
                                 }
                             })
-                            .collect(),
-                    },
+                            .collect();
+                        Filter::Lookup {
+                            scalar,
+                            bytes: ByteTruth::of(&truth),
+                            truth,
+                        }
+                    }
                     LeafKind::Number { scale, multiplier } => Filter::Ranges {
                         scalar,
                         ranges: quotient_ranges(number_leaf_ranges(predicate, scale), multiplier),
@@ -150,10 +156,14 @@ impl Filter {
             }
             Filter::Ranges { scalar, ranges } => match values(*scalar) {
                 Values::Filled(values) => evaluate_ranges(ranges, &values[..length], out),
-                Values::Bytes(bytes) => evaluate_narrow_ranges(ranges, &bytes[..length], out),
-                Values::Fen(fen) => evaluate_narrow_ranges(ranges, &fen[..length], out),
+                Values::Bytes(bytes) => evaluate_ranges(ranges, &bytes[..length], out),
+                Values::Fen(fen) => evaluate_ranges(ranges, &fen[..length], out),
             },
-            Filter::Lookup { scalar, truth } => match values(*scalar) {
+            Filter::Lookup {
+                scalar,
+                truth,
+                bytes,
+            } => match values(*scalar) {
                 Values::Filled(values) => {
                     for (result, value) in out.iter_mut().zip(&values[..length]) {
                         *result = if *value == NULL {
@@ -163,23 +173,19 @@ impl Filter {
                         };
                     }
                 }
-                Values::Bytes(bytes) => {
-                    let bytes = &bytes[..length];
-                    match single_true_code(truth) {
+                Values::Bytes(column) => {
+                    let column = &column[..length];
+                    match bytes {
                         // `column = 'value'`, the common case: one comparison a byte, which
                         // the compiler does sixteen or more at a time.
-                        Some(code) => {
-                            for (result, byte) in out.iter_mut().zip(bytes) {
-                                *result = 2 * u8::from(*byte == code);
+                        ByteTruth::One(code) => {
+                            for (result, byte) in out.iter_mut().zip(column) {
+                                *result = 2 * u8::from(byte == code);
                             }
                         }
-                        None => {
-                            // A byte indexes a table of 256 entries: no bound check in the loop.
-                            let mut table = [FALSE; 256];
-                            for (entry, value) in table.iter_mut().zip(truth.iter()) {
-                                *entry = *value;
-                            }
-                            for (result, byte) in out.iter_mut().zip(bytes) {
+                        // A byte indexes a table of 256 entries: no bound check in the loop.
+                        ByteTruth::Table(table) => {
+                            for (result, byte) in out.iter_mut().zip(column) {
                                 *result = table[usize::from(*byte)];
                             }
                         }
@@ -215,105 +221,103 @@ impl Filter {
     }
 }
 
-fn evaluate_ranges(ranges: &[(i64, i64)], values: &[i64], out: &mut [u8]) {
-    match ranges {
-        [] => {
-            for (result, value) in out.iter_mut().zip(values) {
-                *result = u8::from(*value == NULL);
-            }
-        }
-        [(low, high)] => {
-            let (low, high) = (*low, *high);
-            for (result, value) in out.iter_mut().zip(values) {
-                // Ranges never hold NULL, so a null value is outside and only the second
-                // term counts.
-                *result = 2 * u8::from(low <= *value && *value <= high) + u8::from(*value == NULL);
-            }
-        }
-        _ if ranges.len() <= RANGES_SCANNED_MAX => {
-            for (result, value) in out.iter_mut().zip(values) {
-                let inside = ranges
-                    .iter()
-                    .any(|(low, high)| low <= value && value <= high);
-                *result = 2 * u8::from(inside) + u8::from(*value == NULL);
-            }
-        }
-        _ => {
-            for (result, value) in out.iter_mut().zip(values) {
-                let index = ranges.partition_point(|(_, high)| high < value);
-                let inside = ranges.get(index).is_some_and(|(low, _)| low <= value);
-                *result = 2 * u8::from(inside) + u8::from(*value == NULL);
+/// A lookup's truth table as a byte column reads it.
+pub(crate) enum ByteTruth {
+    /// Only this code is true (every other is false).
+    One(u8),
+    /// The entry of every byte value (codes past the table are false).
+    Table(Box<[u8; 256]>),
+}
+
+impl ByteTruth {
+    fn of(truth: &[u8]) -> ByteTruth {
+        let mut true_codes = truth
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| **entry != FALSE);
+        let only = match (true_codes.next(), true_codes.next()) {
+            (Some((code, &TRUE)), None) => u8::try_from(code).ok(),
+            _ => None,
+        };
+        match only {
+            Some(code) => ByteTruth::One(code),
+            None => {
+                let mut table = Box::new([FALSE; 256]);
+                for (entry, value) in table.iter_mut().zip(truth) {
+                    *entry = *value;
+                }
+                ByteTruth::Table(table)
             }
         }
     }
 }
 
-/// The one byte code whose entry in `truth` is `TRUE`, when every other entry is `FALSE`.
-fn single_true_code(truth: &[u8]) -> Option<u8> {
-    let mut only = None;
-    for (code, entry) in truth.iter().enumerate() {
-        match *entry {
-            FALSE => {}
-            TRUE if only.is_none() => only = Some(u8::try_from(code).ok()?),
-            _ => return None,
-        }
-    }
-    only
-}
-
-/// Ranges over a column narrower than `i64` that holds no null (bytes, fen). The ranges are
-/// clipped to the column's type first, so one range is two comparisons in that type, which
-/// the compiler does several values at a time.
-fn evaluate_narrow_ranges<T>(ranges: &[(i64, i64)], values: &[T], out: &mut [u8])
-where
-    T: Copy + PartialOrd + TryFrom<i64> + Into<i64> + Bounded,
-{
-    let clip = |(low, high): (i64, i64)| -> Option<(T, T)> {
-        let low = T::try_from(low.max(T::MIN.into())).ok()?;
-        let high = T::try_from(high.min(T::MAX.into())).ok()?;
-        (low <= high).then_some((low, high))
-    };
-    let clipped: Vec<(T, T)> = ranges.iter().copied().filter_map(clip).collect();
-    match clipped.as_slice() {
-        [] => out.fill(FALSE),
-        [(low, high)] => {
-            let (low, high) = (*low, *high);
-            for (result, value) in out.iter_mut().zip(values) {
-                *result = 2 * u8::from(low <= *value && *value <= high);
-            }
-        }
-        _ if clipped.len() <= RANGES_SCANNED_MAX => {
-            for (result, value) in out.iter_mut().zip(values) {
-                let inside = clipped
-                    .iter()
-                    .any(|(low, high)| low <= value && value <= high);
-                *result = 2 * u8::from(inside);
-            }
-        }
-        _ => {
-            for (result, value) in out.iter_mut().zip(values) {
-                let index = clipped.partition_point(|(_, high)| high < value);
-                let inside = clipped.get(index).is_some_and(|(low, _)| low <= value);
-                *result = 2 * u8::from(inside);
-            }
-        }
-    }
-}
-
-/// The least and greatest value of a column type.
-trait Bounded {
+/// A column type WHERE compares in: its values widen to `i64`, and only filled `i64` values
+/// can be `NULL` (the narrow columns read in place hold no null).
+trait Cell: Copy + PartialOrd + TryFrom<i64> + Into<i64> {
     const MIN: Self;
     const MAX: Self;
+    fn is_null(self) -> bool {
+        false
+    }
 }
 
-impl Bounded for u8 {
+impl Cell for u8 {
     const MIN: u8 = u8::MIN;
     const MAX: u8 = u8::MAX;
 }
 
-impl Bounded for i32 {
+impl Cell for i32 {
     const MIN: i32 = i32::MIN;
     const MAX: i32 = i32::MAX;
+}
+
+impl Cell for i64 {
+    const MIN: i64 = i64::MIN;
+    const MAX: i64 = i64::MAX;
+    fn is_null(self) -> bool {
+        self == NULL
+    }
+}
+
+/// Whether each value lies in one of `ranges`, null being unknown. One range is clipped to the
+/// column's type, so it is two comparisons in that type, which the compiler does several values
+/// at a time; longer lists compare widened. Ranges never hold `NULL`, so a null value is outside
+/// them and only its unknown term counts.
+fn evaluate_ranges<T: Cell>(ranges: &[(i64, i64)], values: &[T], out: &mut [u8]) {
+    let null = |value: T| u8::from(value.is_null());
+    match ranges {
+        [(low, high)] => {
+            let low = T::try_from((*low).max(T::MIN.into())).ok();
+            let high = T::try_from((*high).min(T::MAX.into())).ok();
+            match (low, high) {
+                (Some(low), Some(high)) => {
+                    for (result, value) in out.iter_mut().zip(values) {
+                        *result = 2 * u8::from(low <= *value && *value <= high) + null(*value);
+                    }
+                }
+                // The range lies wholly outside the type: no value is inside.
+                _ => evaluate_ranges::<T>(&[], values, out),
+            }
+        }
+        _ if ranges.len() <= RANGES_SCANNED_MAX => {
+            for (result, value) in out.iter_mut().zip(values) {
+                let wide: i64 = (*value).into();
+                let inside = ranges
+                    .iter()
+                    .any(|(low, high)| *low <= wide && wide <= *high);
+                *result = 2 * u8::from(inside) + null(*value);
+            }
+        }
+        _ => {
+            for (result, value) in out.iter_mut().zip(values) {
+                let wide: i64 = (*value).into();
+                let index = ranges.partition_point(|(_, high)| *high < wide);
+                let inside = ranges.get(index).is_some_and(|(low, _)| *low <= wide);
+                *result = 2 * u8::from(inside) + null(*value);
+            }
+        }
+    }
 }
 
 /// How a leaf's operand is represented in a chunk.
