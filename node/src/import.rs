@@ -187,9 +187,8 @@ struct Input {
 }
 
 /// Read buffer of each input file. Every input is opened (its header checked) before any row is
-/// read, so the buffers of all the files of an import exist at once: at 64 KiB, 156 county files
-/// hold 10 MB, and the buffer being read stays in the processor's cache. (At 1 MiB they held
-/// 156 MB of freshly zeroed memory: the import of 12.8 M rows peaked 150-200 MB higher.)
+/// read, so the buffers of all the files of an import exist at once: 156 county files hold 10 MB
+/// at 64 KiB, where at 1 MiB they held 156 MB of freshly zeroed memory.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Bytes looked at to tell CRLF from LF line ends.
