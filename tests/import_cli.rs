@@ -428,6 +428,95 @@ fn persons_need_their_household_and_the_head_must_match() {
     );
 }
 
+/// An import of more files than the process may hold open succeeds: inputs are opened in turn,
+/// and each input's reports are closed when its rows have all arrived (and reopened, never
+/// rewritten, for the members screen at the end).
+#[test]
+fn an_import_of_more_files_than_open_files_allowed() {
+    const FILES: u32 = 120;
+    const OPEN_FILES: u32 = 64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = dir.path().join("node");
+    init(&node);
+    let mut files = Vec::new();
+    for serial in 1..=FILES {
+        let head = id_number("19800101", 2 * serial - 1);
+        let child = id_number("20150101", 2 * serial);
+        // Exited with unsafe housing below the line: warnings while the file is read. Three
+        // members stated, two stored: a members-mismatch filed against it at the end.
+        let household = household_row(serial, &head, 3).replace(
+            ",poor,2016,,3500.50,true,",
+            ",exited,2016,2020,3500.50,false,",
+        );
+        files.push(write(
+            dir.path(),
+            &format!("h{serial}.csv"),
+            &[HOUSEHOLD_HEADER.to_string(), household],
+        ));
+        // The child, 11 and out of school, is a dropout warning while the file is read.
+        files.push(write(
+            dir.path(),
+            &format!("p{serial}.csv"),
+            &[
+                PERSON_HEADER.to_string(),
+                head_row(serial, &head, "1980-01-01", "M"),
+                format!(
+                    "{child},520102001201{serial:04},child,F,2015-01-01,primary,healthy,none,false,false"
+                ),
+            ],
+        ));
+    }
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_tiermesh"))
+        .args(["import", "--dir", path(&node), "--quiet", "--as-of", AS_OF])
+        .args(&files);
+    let output = command.output().expect("run tiermesh under ulimit");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(count(&node, "households"), i64::from(FILES));
+    assert_eq!(count(&node, "persons"), 2 * i64::from(FILES));
+    let rules_of = |report: &Path| -> Vec<(String, String)> {
+        let header_lines = std::fs::read_to_string(report)
+            .expect("warnings report")
+            .lines()
+            .filter(|line| line.starts_with("error_line,"))
+            .count();
+        assert_eq!(header_lines, 1, "{}", report.display());
+        read_rows(report)
+            .into_iter()
+            .map(|row| (row[0].clone(), row[3].clone()))
+            .collect()
+    };
+    let pairs = |rules: &[(&str, &str)]| -> Vec<(String, String)> {
+        rules
+            .iter()
+            .map(|(line, rule)| (line.to_string(), rule.to_string()))
+            .collect()
+    };
+    for serial in [1, FILES / 2, FILES] {
+        let households = dir.path().join(format!("h{serial}.warnings.csv"));
+        assert_eq!(
+            rules_of(&households),
+            pairs(&[
+                ("2", "exit-below-line"),
+                ("2", "exit-without-guarantees"),
+                ("2", "members-mismatch")
+            ]),
+            "{}",
+            households.display()
+        );
+        let persons = dir.path().join(format!("p{serial}.warnings.csv"));
+        assert_eq!(
+            rules_of(&persons),
+            pairs(&[("3", "dropout")]),
+            "{}",
+            persons.display()
+        );
+    }
+}
+
 /// The `members-mismatch` rows of a warnings report: (line, value) pairs.
 fn mismatches(report: &Path) -> Vec<(String, String)> {
     if !report.exists() {

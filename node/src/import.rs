@@ -168,11 +168,12 @@ impl ImportReport {
     }
 }
 
-/// One input file, opened and with its header understood.
+/// One input file with its header understood. The file is opened for reading only when its
+/// turn comes (see [`Input::open_rows`]), so an import holds one open input per reader thread
+/// however many files it names.
 struct Input {
     index: usize,
     path: PathBuf,
-    reader: csv::Reader<CountingReader<File>>,
     header: Vec<String>,
     map: HeaderMap,
     /// File positions of the standard columns, in file order (skipping report columns).
@@ -186,10 +187,11 @@ struct Input {
     opens_table: bool,
 }
 
-/// Read buffer of each input file. Every input is opened (its header checked) before any row is
-/// read, so the buffers of all the files of an import exist at once: 156 county files hold 10 MB
-/// at 64 KiB, where at 1 MiB they held 156 MB of freshly zeroed memory.
+/// Read buffer of an input file while its rows are read.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Read buffer for checking a header: most headers are a few hundred bytes.
+const HEADER_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Bytes looked at to tell CRLF from LF line ends.
 const LINE_END_PROBE_BYTES: u64 = 64 * 1024;
@@ -223,30 +225,54 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-fn open_input(
-    index: usize,
-    path: &Path,
-    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> Result<Input> {
-    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let file_bytes = file.metadata().map_or(0, |metadata| metadata.len());
-    let crlf = first_line_ends_in_crlf(&mut file)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut reader = csv::ReaderBuilder::new()
+/// A CSV reader of `source` as the importer reads every input: no header handling (the header
+/// is the first record), rows of any length (a wrong length is a reported rejection).
+fn csv_reader<R: Read>(source: R, buffer_bytes: usize) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .buffer_capacity(READ_BUFFER_BYTES)
-        .from_reader(CountingReader { inner: file, bytes });
+        .buffer_capacity(buffer_bytes)
+        .from_reader(source)
+}
+
+/// Reads a file's header record: `None` for an empty file.
+fn read_header<R: Read>(
+    reader: &mut csv::Reader<R>,
+    path: &Path,
+) -> Result<Option<csv::ByteRecord>> {
     let mut record = csv::ByteRecord::new();
     let found = reader
         .read_byte_record(&mut record)
         .with_context(|| format!("{}: line 1: cannot read the header", path.display()))?;
-    if !found {
-        bail!(
-            "{}: the file is empty; expected a header row",
-            path.display()
-        );
+    Ok(found.then_some(record))
+}
+
+impl Input {
+    /// Opens the file again for its rows, positioned after the header, which must still be the
+    /// one checked when the import began.
+    fn open_rows(
+        &self,
+        bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<csv::Reader<CountingReader<File>>> {
+        let path = &self.path;
+        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let mut reader = csv_reader(CountingReader { inner: file, bytes }, READ_BUFFER_BYTES);
+        let unchanged = read_header(&mut reader, path)?
+            .and_then(|record| header_cells(&record, path).ok())
+            .is_some_and(|header| header == self.header);
+        if !unchanged {
+            bail!(
+                "{}: the header changed after the import began; nothing of the file is \
+                 imported (run the import again)",
+                path.display()
+            );
+        }
+        Ok(reader)
     }
+}
+
+/// A header record's cells as text, a leading byte-order mark dropped.
+fn header_cells(record: &csv::ByteRecord, path: &Path) -> Result<Vec<String>> {
     let mut header = Vec::with_capacity(record.len());
     for (position, cell) in record.iter().enumerate() {
         let mut text = std::str::from_utf8(cell).map_err(|_| {
@@ -261,6 +287,23 @@ fn open_input(
         }
         header.push(text.to_string());
     }
+    Ok(header)
+}
+
+/// Checks a file's header (and how its lines end) and closes it again.
+fn open_input(index: usize, path: &Path) -> Result<Input> {
+    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file_bytes = file.metadata().map_or(0, |metadata| metadata.len());
+    let crlf = first_line_ends_in_crlf(&mut file)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut reader = csv_reader(file, HEADER_BUFFER_BYTES);
+    let Some(record) = read_header(&mut reader, path)? else {
+        bail!(
+            "{}: the file is empty; expected a header row",
+            path.display()
+        );
+    };
+    let header = header_cells(&record, path)?;
     let keep: Vec<usize> = (0..header.len())
         .filter(|position| !REPORT_COLUMNS.contains(&header[*position].as_str()))
         .collect();
@@ -277,7 +320,6 @@ fn open_input(
         opens_table: false,
         crlf,
         path: path.to_path_buf(),
-        reader,
         header,
         map,
         keep,
@@ -357,7 +399,7 @@ pub fn import(
     // Every header is checked before anything is stored.
     let mut inputs = Vec::with_capacity(options.files.len());
     for (index, path) in options.files.iter().enumerate() {
-        inputs.push(open_input(index, path, bytes_read.clone())?);
+        inputs.push(open_input(index, path)?);
     }
     let total_bytes: u64 = inputs.iter().map(|input| input.bytes).sum();
     // Households first, so persons in the same command find them.
@@ -501,7 +543,7 @@ fn read_inputs(
     context: &ImportContext,
     sender: &std::sync::mpsc::SyncSender<Message>,
     progress: &indicatif::ProgressBar,
-    bytes_read: &std::sync::atomic::AtomicU64,
+    bytes_read: &std::sync::Arc<std::sync::atomic::AtomicU64>,
     recycled: &Receiver<Vec<Item>>,
 ) -> Result<()> {
     let closed = || anyhow!("the import writer stopped early");
@@ -517,13 +559,13 @@ fn read_inputs(
             })
             .map_err(|_| closed())?;
         seen.clear();
+        let mut reader = input.open_rows(bytes_read.clone())?;
         let batch_rows = context_batch_rows(batch_rows).min(HANDOFF_ROWS);
         let mut items = Vec::with_capacity(batch_rows);
         let mut record = csv::ByteRecord::new();
         loop {
-            let line = record_line(&input.reader);
-            let more = input
-                .reader
+            let line = record_line(&reader);
+            let more = reader
                 .read_byte_record(&mut record)
                 .with_context(|| format!("{}: line {line}: cannot read", input.path.display()))?;
             if !more {
@@ -541,7 +583,7 @@ fn read_inputs(
             if expect_pending && line >= EXPECT_AFTER_LINES {
                 expect_pending = false;
                 let table_index = usize::from(input.table == Table::Persons);
-                let rows_per_byte = line as f64 / input.reader.position().byte().max(1) as f64;
+                let rows_per_byte = line as f64 / reader.position().byte().max(1) as f64;
                 let rows = (expected_bytes[table_index] as f64 * rows_per_byte) as usize;
                 sender
                     .send(Message::Expect {
@@ -896,6 +938,8 @@ struct Writer<'a> {
     last_lines: Vec<(usize, u64)>,
     /// Rows per durable write.
     batch_rows: usize,
+    /// The file whose rows are coming.
+    current_file: Option<usize>,
 }
 
 impl<'a> Writer<'a> {
@@ -922,6 +966,7 @@ impl<'a> Writer<'a> {
             last_person_household: None,
             dry_run_deltas: FastMap::default(),
             report_bases: report_bases(&options.files, options.report_dir.as_deref()),
+            current_file: None,
         }
     }
 
@@ -930,12 +975,18 @@ impl<'a> Writer<'a> {
         let mut turn = 0;
         while let Ok(message) = links[turn].messages.recv() {
             match message {
-                Message::End => turn = (turn + 1) % links.len(),
+                Message::End => {
+                    if let Some(file) = self.current_file.take() {
+                        self.close_reports(file)?;
+                    }
+                    turn = (turn + 1) % links.len();
+                }
                 Message::Start {
                     file,
                     table,
                     header,
                 } => {
+                    self.current_file = Some(file);
                     // Persons are checked against stored households: commit those first.
                     if self.table != Some(table) {
                         self.flush()?;
@@ -1241,7 +1292,13 @@ impl<'a> Writer<'a> {
         }
         drop(marks);
         mismatches.sort_by_key(|&(file, line, id, _, _)| (file, line, id));
+        let mut previous_file = None;
         for (file, line, id, members, persons) in mismatches {
+            // One report open at a time here too: the files come in order.
+            if let Some(previous) = previous_file.filter(|previous| *previous != file) {
+                self.close_reports(previous)?;
+            }
+            previous_file = Some(file);
             let warning = Issue {
                 severity: Severity::Warning,
                 column: Some("members"),
@@ -1286,6 +1343,35 @@ impl<'a> Writer<'a> {
         Ok(self.store.data_version())
     }
 
+    /// Writes out and closes the report files of an input whose rows have all arrived, so that an
+    /// import of many files holds few open.
+    fn close_reports(&mut self, file: usize) -> Result<()> {
+        let Some(output) = self.outputs.get_mut(&file) else {
+            return Ok(());
+        };
+        for writer in [output.rejects.take(), output.warnings.take()]
+            .into_iter()
+            .flatten()
+        {
+            writer
+                .into_inner()
+                .map_err(|error| anyhow!("{}", error.error()))
+                .and_then(|buffered| {
+                    buffered
+                        .into_inner()
+                        .map(drop)
+                        .map_err(|error| anyhow!("{}", error.error()))
+                })
+                .with_context(|| {
+                    format!(
+                        "writing the report of {}",
+                        self.reports[file].path.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
     fn report_writer(
         &mut self,
         file: usize,
@@ -1301,23 +1387,34 @@ impl<'a> Writer<'a> {
         } else {
             &mut output.warnings
         };
+        let report = &mut self.reports[file];
+        let written = if kind == "rejects" {
+            &mut report.rejects_file
+        } else {
+            &mut report.warnings_file
+        };
         if slot.is_none() {
-            let handle =
-                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            let mut writer = csv::WriterBuilder::new()
-                .flexible(true)
-                .from_writer(BufWriter::new(handle));
-            let mut header: Vec<&str> = REPORT_COLUMNS.to_vec();
-            header.extend(output.header.iter().map(String::as_str));
-            writer
-                .write_record(&header)
-                .with_context(|| format!("writing {}", path.display()))?;
-            if kind == "rejects" {
-                self.reports[file].rejects_file = Some(path);
+            let mut builder = csv::WriterBuilder::new();
+            builder.flexible(true);
+            if written.is_some() {
+                // Closed when its input ended; the members screen at the end adds to it.
+                let handle = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("reopening {}", path.display()))?;
+                *slot = Some(builder.from_writer(BufWriter::new(handle)));
             } else {
-                self.reports[file].warnings_file = Some(path);
+                let handle =
+                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                let mut writer = builder.from_writer(BufWriter::new(handle));
+                let mut header: Vec<&str> = REPORT_COLUMNS.to_vec();
+                header.extend(output.header.iter().map(String::as_str));
+                writer
+                    .write_record(&header)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                *written = Some(path);
+                *slot = Some(writer);
             }
-            *slot = Some(writer);
         }
         slot.as_mut()
             .ok_or_else(|| anyhow!("report writer missing"))
