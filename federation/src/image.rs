@@ -127,6 +127,38 @@ impl std::hash::Hash for PersonKey {
     }
 }
 
+/// An empty person index with room for a bulk load, its memory already written once.
+///
+/// In a fresh process the first write to each page of new memory costs the page's zeroing by
+/// the system; the person index of ten million persons is over 200 MB, and random inserts reach
+/// every page of it within the first thousands, so a writer filling it stalls at once on all of
+/// them. Made in another thread ahead of time ([`PersonIndex::prepared`]) and handed to
+/// [`Image::adopt_person_index`], that cost leaves the writer's path.
+#[derive(Debug, Default)]
+pub struct PersonIndex(FastMap<PersonKey, u32>);
+
+impl PersonIndex {
+    /// An index with room for `persons` entries whose every page has been written: keys spread
+    /// by the hash over all buckets are inserted (about ten per page of buckets, so that a page
+    /// is missed with odds of about e^-10), then removed again. The memory stays.
+    pub fn prepared(persons: usize) -> PersonIndex {
+        let mut map = FastMap::default();
+        map.reserve(persons);
+        let entries_per_page = (4096 / std::mem::size_of::<(PersonKey, u32)>()).max(1);
+        let writes = (map.capacity() / entries_per_page).saturating_mul(10);
+        for key in 0..writes.min(map.capacity()) as u64 {
+            map.insert(PersonKey([key as u32, (key >> 32) as u32]), 0);
+        }
+        map.clear();
+        PersonIndex(map)
+    }
+
+    /// Entries the index holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
 /// Where `Image::place_person` put a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placed {
@@ -208,6 +240,17 @@ impl Image {
             columns.in_school.reserve(persons);
             columns.employed.reserve(persons);
         }
+    }
+
+    /// Takes `index` as the person index when the image has no persons yet and `index` has room
+    /// for at least as many as the present one; returns whether it did.
+    pub fn adopt_person_index(&mut self, index: PersonIndex) -> bool {
+        let adopt =
+            self.person_slots.is_empty() && index.capacity() >= self.person_slots.capacity();
+        if adopt {
+            self.person_slots = index.0;
+        }
+        adopt
     }
 
     /// Live households.
@@ -430,5 +473,89 @@ impl Image {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::date::Date;
+    use crate::record::{Cause, Education, Gender, Health, Industry, Labor, Relation, Status};
+    use crate::region::RegionCode;
+
+    fn household(id: u64) -> Household {
+        Household {
+            household_id: HouseholdId(id),
+            region_code: RegionCode::from_u64(id / 10_000).expect("region"),
+            head_id: IdNumber::pack(52010219800101001, 7),
+            head_name: "王五".to_string(),
+            members: 1,
+            cause: Cause::Illness,
+            status: Status::Poor,
+            registered_year: 2016,
+            exit_year: None,
+            income_per_capita: 350_000,
+            housing_safe: true,
+            water_safe: true,
+            medical_insured: true,
+            cadre_id: "C1".to_string(),
+            industry: Industry::Planting,
+            relocated: false,
+            relocation_site: None,
+            phone: None,
+        }
+    }
+
+    fn person(id: u64, household: u64) -> Person {
+        Person {
+            person_id: IdNumber::pack(id, 0),
+            household_id: HouseholdId(household),
+            relation: Relation::Head,
+            gender: Gender::Male,
+            birth_date: Date::from_days(10_000),
+            education: Education::Primary,
+            health: Health::Healthy,
+            labor: Labor::Full,
+            in_school: false,
+            employed: true,
+        }
+    }
+
+    const H1: u64 = 5201020012010001;
+
+    #[test]
+    fn a_prepared_person_index_is_empty_with_room_and_is_adopted_only_by_an_empty_image() {
+        let index = PersonIndex::prepared(50_000);
+        assert!(index.capacity() >= 50_000);
+        assert!(
+            index.0.is_empty(),
+            "the keys written to prepare it are gone"
+        );
+        let mut image = Image::new();
+        image.upsert_household(&household(H1));
+        assert!(image.adopt_person_index(index));
+        for id in 1..=1_000 {
+            image
+                .place_person(&person(id, H1))
+                .expect("household stored");
+        }
+        assert_eq!(image.persons_len(), 1_000);
+        assert_eq!(image.persons_stored(HouseholdId(H1)), 1_000);
+        assert_eq!(
+            image.person_household(IdNumber::pack(500, 0)),
+            Some(HouseholdId(H1))
+        );
+        assert_eq!(image.person_household(IdNumber::pack(5_000, 0)), None);
+        // An image with persons keeps its own index (adopting would lose them).
+        assert!(!image.adopt_person_index(PersonIndex::prepared(100_000)));
+        assert_eq!(image.persons_len(), 1_000);
+        assert_eq!(
+            image.person_household(IdNumber::pack(1, 0)),
+            Some(HouseholdId(H1))
+        );
+        // A smaller index than the one already reserved is not taken either.
+        let mut reserved = Image::new();
+        reserved.reserve(0, 100_000);
+        assert!(!reserved.adopt_person_index(PersonIndex::prepared(10)));
     }
 }

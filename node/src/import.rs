@@ -19,6 +19,7 @@ use tiermesh_federation::fast_hash::{FastMap, FastSet};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_federation::date::Date;
+use tiermesh_federation::image::PersonIndex;
 use tiermesh_federation::record::{format_cents, Household, HouseholdId, IdNumber, Person};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
@@ -192,6 +193,24 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Read buffer for checking a header: most headers are a few hundred bytes.
 const HEADER_BUFFER_BYTES: usize = 8 * 1024;
+
+/// Bytes of the first persons file sampled to estimate the rows of all of them.
+const ROW_SAMPLE_BYTES: u64 = 256 * 1024;
+
+/// Rows in `total_bytes` of files like `sample`, judged from the lines in its first bytes;
+/// `None` when the sample cannot be read or has no line end.
+fn estimate_rows(sample: &Path, total_bytes: u64) -> Option<usize> {
+    let mut head = Vec::new();
+    File::open(sample)
+        .ok()?
+        .take(ROW_SAMPLE_BYTES)
+        .read_to_end(&mut head)
+        .ok()?;
+    let lines = head.iter().filter(|byte| **byte == b'\n').count();
+    let last_line_end = head.iter().rposition(|byte| *byte == b'\n')?;
+    let bytes_per_row = (last_line_end + 1) as f64 / lines.max(1) as f64;
+    Some((total_bytes as f64 / bytes_per_row) as usize)
+}
 
 /// Bytes looked at to tell CRLF from LF line ends.
 const LINE_END_PROBE_BYTES: u64 = 64 * 1024;
@@ -435,6 +454,13 @@ pub fn import(
         input.opens_table = previous_table != Some(input.table);
         previous_table = Some(input.table);
     }
+    // The first persons input when a fresh store is to take persons: its first lines tell how
+    // large to make the person index, which another thread prepares meanwhile.
+    let persons_sample = inputs
+        .iter()
+        .find(|input| input.table == Table::Persons)
+        .map(|input| input.path.clone())
+        .filter(|_| !options.dry_run && store.image().persons_len() == 0);
     // Reader threads take the files in turn (position modulo the number of readers); the writer
     // takes them from the readers in the same turn, so it sees the files in order.
     let readers = READERS.min(inputs.len()).max(1);
@@ -451,6 +477,22 @@ pub fn import(
         ends.push((sender, recycled));
     }
     let writer_result = std::thread::scope(|scope| {
+        let (prepared_sender, prepared) = sync_channel(1);
+        if let Some(sample) = persons_sample {
+            let persons_bytes = expected_bytes[1];
+            std::thread::Builder::new()
+                .name("import-index".to_string())
+                .spawn_scoped(scope, move || {
+                    if let Some(rows) = estimate_rows(&sample, persons_bytes) {
+                        let index = PersonIndex::prepared(rows.min(EXPECT_ROWS_MAX));
+                        let _ = prepared_sender.send(index);
+                    }
+                })
+                .context("starting the import index thread")?;
+        } else {
+            // Nothing is prepared: the writer's wait for it ends at once.
+            drop(prepared_sender);
+        }
         let link = if options.dry_run {
             None
         } else {
@@ -471,7 +513,7 @@ pub fn import(
         let writer = std::thread::Builder::new()
             .name("import-writer".to_string())
             .spawn_scoped(scope, || {
-                let mut writer = Writer::new(store, link, options, &mut reports);
+                let mut writer = Writer::new(store, link, options, &mut reports, prepared);
                 match writer.run(links) {
                     Ok(()) => writer.finish(),
                     Err(error) => {
@@ -940,6 +982,8 @@ struct Writer<'a> {
     batch_rows: usize,
     /// The file whose rows are coming.
     current_file: Option<usize>,
+    /// A person index being prepared in another thread (nothing comes when none is).
+    prepared_index: Receiver<PersonIndex>,
 }
 
 impl<'a> Writer<'a> {
@@ -948,8 +992,10 @@ impl<'a> Writer<'a> {
         link: Option<CommitLink>,
         options: &'a ImportOptions,
         reports: &'a mut [FileReport],
+        prepared_index: Receiver<PersonIndex>,
     ) -> Self {
         Writer {
+            prepared_index,
             store,
             link,
             options,
@@ -1003,6 +1049,14 @@ impl<'a> Writer<'a> {
                 }
                 Message::Expect { table, rows } => {
                     if !self.options.dry_run {
+                        if table == Table::Persons {
+                            // Waits for the index only if its thread is still at it.
+                            if let Ok(index) = self.prepared_index.recv() {
+                                if index.capacity() >= rows {
+                                    self.store.adopt_person_index(index);
+                                }
+                            }
+                        }
                         self.store.expect_rows(table == Table::Persons, rows);
                         if table == Table::Households {
                             self.touched.reserve(rows);
@@ -1292,8 +1346,15 @@ impl<'a> Writer<'a> {
         }
         drop(marks);
         mismatches.sort_by_key(|&(file, line, id, _, _)| (file, line, id));
+        // The rows of the reports, read all at once (in parallel, in key order).
+        let rows = if self.options.dry_run {
+            vec![None; mismatches.len()]
+        } else {
+            let ids: Vec<HouseholdId> = mismatches.iter().map(|&(_, _, id, _, _)| id).collect();
+            self.store.households(&ids)?
+        };
         let mut previous_file = None;
-        for (file, line, id, members, persons) in mismatches {
+        for ((file, line, id, members, persons), row) in mismatches.into_iter().zip(rows) {
             // One report open at a time here too: the files come in order.
             if let Some(previous) = previous_file.filter(|previous| *previous != file) {
                 self.close_reports(previous)?;
@@ -1307,11 +1368,6 @@ impl<'a> Writer<'a> {
                 message: format!(
                     "household {id} has members = {members} but {persons} persons stored"
                 ),
-            };
-            let row = if self.options.dry_run {
-                None
-            } else {
-                self.store.household(id)?
             };
             let header = self
                 .outputs

@@ -12,5 +12,5 @@ pub use error::StorageError;
 pub use raft_log::RaftLog;
 pub use store::{
     Committer, Peek, PreparedWrite, RemoveSummary, Store, StoreOptions, WriteSummary,
-    INGEST_MIN_KEYS,
+    INGEST_MIN_KEYS, PARALLEL_READS,
 };

@@ -392,6 +392,9 @@ impl Committer {
 }
 
 /// Options of the record tables, shared by the column families and the bulk-load writer.
+/// Threads that read in parallel in `Store::households`.
+pub const PARALLEL_READS: usize = 8;
+
 fn table_options() -> Options {
     let mut options = Options::default();
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -575,6 +578,45 @@ impl Store {
             .transpose()
     }
 
+    /// Reads stored households, one answer per id in `ids`' order. The reads run on
+    /// [`PARALLEL_READS`] threads in key order: right after a bulk load the table files are not
+    /// in the page cache (the files' writer drops them from it), so each read can wait on the
+    /// disk, and the disk serves several at once.
+    pub fn households(&self, ids: &[HouseholdId]) -> Result<Vec<Option<Household>>, StorageError> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_unstable_by_key(|position| ids[*position]);
+        let chunk = order.len().div_ceil(PARALLEL_READS).max(1);
+        let mut found: Vec<Option<Household>> = vec![None; ids.len()];
+        let parts = std::thread::scope(|scope| {
+            let readers: Vec<_> = order
+                .chunks(chunk)
+                .map(|positions| {
+                    scope.spawn(move || {
+                        positions
+                            .iter()
+                            .map(|position| Ok((*position, self.household(ids[*position])?)))
+                            .collect::<Result<Vec<_>, StorageError>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .map(|reader| {
+                    reader.join().unwrap_or_else(|_| {
+                        Err(StorageError::Engine {
+                            operation: "read",
+                            message: "a reader thread panicked".to_string(),
+                        })
+                    })
+                })
+                .collect::<Result<Vec<_>, StorageError>>()
+        })?;
+        for (position, household) in parts.into_iter().flatten() {
+            found[position] = household;
+        }
+        Ok(found)
+    }
+
     /// Reads the stored persons of one household, in person-id order.
     pub fn persons_of(&self, id: HouseholdId) -> Result<Vec<Person>, StorageError> {
         let prefix = id.0.to_be_bytes();
@@ -707,6 +749,12 @@ impl Store {
         } else {
             self.image.reserve(rows, 0);
         }
+    }
+
+    /// Takes a person index prepared ahead of a bulk load (see `PersonIndex`), when the image has
+    /// no persons yet; returns whether it did.
+    pub fn adopt_person_index(&mut self, index: tiermesh_federation::image::PersonIndex) -> bool {
+        self.image.adopt_person_index(index)
     }
 
     /// Brings the image's index entries of these persons into the cache ahead of staging them

@@ -259,6 +259,27 @@ fn a_bulk_load_is_durable_moves_the_data_version_and_leaves_no_files() {
         store.persons_of(sample.household_id).expect("read").len(),
         2
     );
+    // Many reads at once (on several threads) answer in the order asked, unknown ids as None.
+    let mut asked: Vec<HouseholdId> = households
+        .iter()
+        .rev()
+        .step_by(7)
+        .map(|row| row.household_id)
+        .collect();
+    asked.insert(3, HouseholdId(H3 + 999));
+    asked.push(asked[0]);
+    let expected: Vec<Option<Household>> = asked
+        .iter()
+        .map(|id| {
+            households
+                .iter()
+                .find(|row| row.household_id == *id)
+                .cloned()
+        })
+        .collect();
+    assert!(asked.len() > tiermesh_storage::PARALLEL_READS);
+    assert_eq!(store.households(&asked).expect("read many"), expected);
+    assert_eq!(store.households(&[]).expect("read none"), Vec::new());
 }
 
 #[test]
