@@ -36,8 +36,6 @@ pub const BATCH_ROWS_DEFAULT: usize = 65_536;
 const HANDOFF_ROWS: usize = 2_048;
 /// Largest batch accepted.
 pub const BATCH_ROWS_MAX: usize = 1 << 20;
-/// Lines of the first file of a table read before the import estimates the table's rows.
-const EXPECT_AFTER_LINES: u64 = 1_000;
 /// Rows the image makes room for ahead, at most, per table and import (a hint; more rows still
 /// fit, they grow the image step by step).
 const EXPECT_ROWS_MAX: usize = 1 << 25;
@@ -184,8 +182,6 @@ struct Input {
     crlf: bool,
     /// Size of the file when opened.
     bytes: u64,
-    /// The first input of its table in import order: its reader estimates the table's rows.
-    opens_table: bool,
 }
 
 /// Read buffer of an input file while its rows are read.
@@ -194,7 +190,7 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Read buffer for checking a header: most headers are a few hundred bytes.
 const HEADER_BUFFER_BYTES: usize = 8 * 1024;
 
-/// Bytes of the first persons file sampled to estimate the rows of all of them.
+/// Bytes of a table's first file sampled to estimate the rows of all its files.
 const ROW_SAMPLE_BYTES: u64 = 256 * 1024;
 
 /// Rows in `total_bytes` of files like `sample`, judged from the lines in its first bytes;
@@ -336,7 +332,6 @@ fn open_input(index: usize, path: &Path) -> Result<Input> {
     Ok(Input {
         index,
         bytes: file_bytes,
-        opens_table: false,
         crlf,
         path: path.to_path_buf(),
         header,
@@ -378,13 +373,6 @@ enum Message {
         file: usize,
         table: Table,
         header: Vec<String>,
-    },
-    /// About this many rows of `table` are coming in this import (estimated from the first
-    /// rows' size and the files' sizes): the image makes room for them at once instead of
-    /// growing step by step.
-    Expect {
-        table: Table,
-        rows: usize,
     },
     Batch {
         file: usize,
@@ -440,27 +428,25 @@ pub fn import(
         reports[input.index].table = Some(input.table);
     }
     let progress = crate::output::progress_bar(options.progress, total_bytes);
-    // What a reader needs to estimate a table's rows: the table's bytes, and which input opens it.
-    let table_bytes = |table: Table| -> u64 {
-        inputs
+    // About how many rows of each table are coming (from the line lengths at the start of its
+    // first file and the bytes of all its files): the image makes room for them when the table
+    // starts instead of growing step by step. Nothing is kept in a dry run.
+    let estimate = |table: Table| -> Option<usize> {
+        let first = inputs.iter().find(|input| input.table == table)?;
+        let bytes = inputs
             .iter()
             .filter(|input| input.table == table)
             .map(|input| input.bytes)
-            .sum()
+            .sum();
+        estimate_rows(&first.path, bytes).map(|rows| rows.min(EXPECT_ROWS_MAX))
     };
-    let expected_bytes = [table_bytes(Table::Households), table_bytes(Table::Persons)];
-    let mut previous_table = None;
-    for input in inputs.iter_mut() {
-        input.opens_table = previous_table != Some(input.table);
-        previous_table = Some(input.table);
-    }
-    // The first persons input when a fresh store is to take persons: its first lines tell how
-    // large to make the person index, which another thread prepares meanwhile.
-    let persons_sample = inputs
-        .iter()
-        .find(|input| input.table == Table::Persons)
-        .map(|input| input.path.clone())
-        .filter(|_| !options.dry_run && store.image().persons_len() == 0);
+    let expected_rows = if options.dry_run {
+        [None, None]
+    } else {
+        [estimate(Table::Households), estimate(Table::Persons)]
+    };
+    // A fresh store's person index is prepared by another thread meanwhile.
+    let prepare_persons = expected_rows[1].filter(|_| store.image().persons_len() == 0);
     // Reader threads take the files in turn (position modulo the number of readers); the writer
     // takes them from the readers in the same turn, so it sees the files in order.
     let readers = READERS.min(inputs.len()).max(1);
@@ -478,15 +464,11 @@ pub fn import(
     }
     let writer_result = std::thread::scope(|scope| {
         let (prepared_sender, prepared) = sync_channel(1);
-        if let Some(sample) = persons_sample {
-            let persons_bytes = expected_bytes[1];
+        if let Some(rows) = prepare_persons {
             std::thread::Builder::new()
                 .name("import-index".to_string())
                 .spawn_scoped(scope, move || {
-                    if let Some(rows) = estimate_rows(&sample, persons_bytes) {
-                        let index = PersonIndex::prepared(rows.min(EXPECT_ROWS_MAX));
-                        let _ = prepared_sender.send(index);
-                    }
+                    let _ = prepared_sender.send(PersonIndex::prepared(rows));
                 })
                 .context("starting the import index thread")?;
         } else {
@@ -513,7 +495,8 @@ pub fn import(
         let writer = std::thread::Builder::new()
             .name("import-writer".to_string())
             .spawn_scoped(scope, || {
-                let mut writer = Writer::new(store, link, options, &mut reports, prepared);
+                let mut writer =
+                    Writer::new(store, link, options, &mut reports, expected_rows, prepared);
                 match writer.run(links) {
                     Ok(()) => writer.finish(),
                     Err(error) => {
@@ -533,7 +516,6 @@ pub fn import(
                     read_inputs(
                         options.batch_rows,
                         share,
-                        expected_bytes,
                         context,
                         &sender,
                         progress,
@@ -581,7 +563,6 @@ fn context_batch_rows(requested: usize) -> usize {
 fn read_inputs(
     batch_rows: usize,
     inputs: Vec<&mut Input>,
-    expected_bytes: [u64; 2],
     context: &ImportContext,
     sender: &std::sync::mpsc::SyncSender<Message>,
     progress: &indicatif::ProgressBar,
@@ -592,7 +573,6 @@ fn read_inputs(
     // Keys seen in the current file; one set for all files, so that its memory is reused.
     let mut seen: FastSet<u64> = FastSet::default();
     for input in inputs {
-        let mut expect_pending = input.opens_table;
         sender
             .send(Message::Start {
                 file: input.index,
@@ -622,18 +602,6 @@ fn read_inputs(
                 line
             };
             items.push(check_row(input, context, &mut seen, line, &record));
-            if expect_pending && line >= EXPECT_AFTER_LINES {
-                expect_pending = false;
-                let table_index = usize::from(input.table == Table::Persons);
-                let rows_per_byte = line as f64 / reader.position().byte().max(1) as f64;
-                let rows = (expected_bytes[table_index] as f64 * rows_per_byte) as usize;
-                sender
-                    .send(Message::Expect {
-                        table: input.table,
-                        rows: rows.min(EXPECT_ROWS_MAX),
-                    })
-                    .map_err(|_| closed())?;
-            }
             if items.len() == batch_rows {
                 let fresh = recycled
                     .try_recv()
@@ -982,6 +950,8 @@ struct Writer<'a> {
     batch_rows: usize,
     /// The file whose rows are coming.
     current_file: Option<usize>,
+    /// Estimated rows of households and persons (`None` in a dry run, or without a guess).
+    expected_rows: [Option<usize>; 2],
     /// A person index being prepared in another thread (nothing comes when none is).
     prepared_index: Receiver<PersonIndex>,
 }
@@ -992,9 +962,11 @@ impl<'a> Writer<'a> {
         link: Option<CommitLink>,
         options: &'a ImportOptions,
         reports: &'a mut [FileReport],
+        expected_rows: [Option<usize>; 2],
         prepared_index: Receiver<PersonIndex>,
     ) -> Self {
         Writer {
+            expected_rows,
             prepared_index,
             store,
             link,
@@ -1036,6 +1008,7 @@ impl<'a> Writer<'a> {
                     // Persons are checked against stored households: commit those first.
                     if self.table != Some(table) {
                         self.flush()?;
+                        self.make_room(table);
                     }
                     self.table = Some(table);
                     self.outputs.insert(
@@ -1046,22 +1019,6 @@ impl<'a> Writer<'a> {
                             warnings: None,
                         },
                     );
-                }
-                Message::Expect { table, rows } => {
-                    if !self.options.dry_run {
-                        if table == Table::Persons {
-                            // Waits for the index only if its thread is still at it.
-                            if let Ok(index) = self.prepared_index.recv() {
-                                if index.capacity() >= rows {
-                                    self.store.adopt_person_index(index);
-                                }
-                            }
-                        }
-                        self.store.expect_rows(table == Table::Persons, rows);
-                        if table == Table::Households {
-                            self.touched.reserve(rows);
-                        }
-                    }
                 }
                 Message::Batch { file, mut items } => {
                     self.store
@@ -1081,6 +1038,24 @@ impl<'a> Writer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Makes room in the image for the rows of `table` this import is expected to bring; for
+    /// persons, with the index prepared meanwhile when there is one.
+    fn make_room(&mut self, table: Table) {
+        let persons = table == Table::Persons;
+        let Some(rows) = self.expected_rows[usize::from(persons)] else {
+            return;
+        };
+        if persons {
+            // Waits for the index only if its thread is still at it.
+            if let Ok(index) = self.prepared_index.recv() {
+                self.store.adopt_person_index(index);
+            }
+        } else {
+            self.touched.reserve(rows);
+        }
+        self.store.expect_rows(persons, rows);
     }
 
     /// The household's head and region: from this run (dry run) or from the image, whose lookup
@@ -1380,18 +1355,9 @@ impl<'a> Writer<'a> {
             };
             self.warn(file, line, &[warning], &raw)?;
         }
-        for (file, output) in self.outputs.iter_mut() {
-            for writer in [output.rejects.as_mut(), output.warnings.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                writer.flush().with_context(|| {
-                    format!(
-                        "writing the report of {}",
-                        self.reports[*file].path.display()
-                    )
-                })?;
-            }
+        let files: Vec<usize> = self.outputs.keys().copied().collect();
+        for file in files {
+            self.close_reports(file)?;
         }
         if !self.options.dry_run {
             self.store.flush()?;
@@ -1405,25 +1371,17 @@ impl<'a> Writer<'a> {
         let Some(output) = self.outputs.get_mut(&file) else {
             return Ok(());
         };
-        for writer in [output.rejects.take(), output.warnings.take()]
+        // Dropped once written out, which closes the file.
+        for mut writer in [output.rejects.take(), output.warnings.take()]
             .into_iter()
             .flatten()
         {
-            writer
-                .into_inner()
-                .map_err(|error| anyhow!("{}", error.error()))
-                .and_then(|buffered| {
-                    buffered
-                        .into_inner()
-                        .map(drop)
-                        .map_err(|error| anyhow!("{}", error.error()))
-                })
-                .with_context(|| {
-                    format!(
-                        "writing the report of {}",
-                        self.reports[file].path.display()
-                    )
-                })?;
+            writer.flush().with_context(|| {
+                format!(
+                    "writing the report of {}",
+                    self.reports[file].path.display()
+                )
+            })?;
         }
         Ok(())
     }
