@@ -157,6 +157,11 @@ impl PersonIndex {
     pub fn capacity(&self) -> usize {
         self.0.capacity()
     }
+
+    /// True when the index holds no entry (as a prepared one does).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Where `Image::place_person` put a person.
@@ -473,89 +478,5 @@ impl Image {
             }
             None => false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::date::Date;
-    use crate::record::{Cause, Education, Gender, Health, Industry, Labor, Relation, Status};
-    use crate::region::RegionCode;
-
-    fn household(id: u64) -> Household {
-        Household {
-            household_id: HouseholdId(id),
-            region_code: RegionCode::from_u64(id / 10_000).expect("region"),
-            head_id: IdNumber::pack(52010219800101001, 7),
-            head_name: "王五".to_string(),
-            members: 1,
-            cause: Cause::Illness,
-            status: Status::Poor,
-            registered_year: 2016,
-            exit_year: None,
-            income_per_capita: 350_000,
-            housing_safe: true,
-            water_safe: true,
-            medical_insured: true,
-            cadre_id: "C1".to_string(),
-            industry: Industry::Planting,
-            relocated: false,
-            relocation_site: None,
-            phone: None,
-        }
-    }
-
-    fn person(id: u64, household: u64) -> Person {
-        Person {
-            person_id: IdNumber::pack(id, 0),
-            household_id: HouseholdId(household),
-            relation: Relation::Head,
-            gender: Gender::Male,
-            birth_date: Date::from_days(10_000),
-            education: Education::Primary,
-            health: Health::Healthy,
-            labor: Labor::Full,
-            in_school: false,
-            employed: true,
-        }
-    }
-
-    const H1: u64 = 5201020012010001;
-
-    #[test]
-    fn a_prepared_person_index_is_empty_with_room_and_is_adopted_only_by_an_empty_image() {
-        let index = PersonIndex::prepared(50_000);
-        assert!(index.capacity() >= 50_000);
-        assert!(
-            index.0.is_empty(),
-            "the keys written to prepare it are gone"
-        );
-        let mut image = Image::new();
-        image.upsert_household(&household(H1));
-        assert!(image.adopt_person_index(index));
-        for id in 1..=1_000 {
-            image
-                .place_person(&person(id, H1))
-                .expect("household stored");
-        }
-        assert_eq!(image.persons_len(), 1_000);
-        assert_eq!(image.persons_stored(HouseholdId(H1)), 1_000);
-        assert_eq!(
-            image.person_household(IdNumber::pack(500, 0)),
-            Some(HouseholdId(H1))
-        );
-        assert_eq!(image.person_household(IdNumber::pack(5_000, 0)), None);
-        // An image with persons keeps its own index (adopting would lose them).
-        assert!(!image.adopt_person_index(PersonIndex::prepared(100_000)));
-        assert_eq!(image.persons_len(), 1_000);
-        assert_eq!(
-            image.person_household(IdNumber::pack(1, 0)),
-            Some(HouseholdId(H1))
-        );
-        // A smaller index than the one already reserved is not taken either.
-        let mut reserved = Image::new();
-        reserved.reserve(0, 100_000);
-        assert!(!reserved.adopt_person_index(PersonIndex::prepared(10)));
     }
 }

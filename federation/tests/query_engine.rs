@@ -1,9 +1,9 @@
 //! The query language through its public behaviour: every class of refusal with its position and
-//! message, and answers over a small hand-built image.
+//! message, and answers over a small hand-built image (and that image's prepared person index).
 
 use expect_test::{expect, Expect};
 use tiermesh_federation::date::Date;
-use tiermesh_federation::image::Image;
+use tiermesh_federation::image::{Image, PersonIndex};
 use tiermesh_federation::query::{self, Value};
 use tiermesh_federation::record::{
     Cause, Education, Gender, Health, Household, HouseholdId, IdNumber, Industry, Labor, Person,
@@ -885,4 +885,51 @@ fn deep_nesting_is_refused_before_parsing() {
         &format!("SELECT COUNT(*) FROM households WHERE members = {nested}"),
         expect!["1:65: not supported: the query nests parentheses more than 16 levels deep"],
     );
+}
+
+#[test]
+fn a_prepared_person_index_is_empty_with_room_and_is_adopted_only_by_an_empty_image() {
+    const H1: u64 = 5201020012010001;
+    let head = |serial: u64| {
+        person(
+            serial,
+            H1,
+            Relation::Head,
+            Gender::Male,
+            "1980-01-01",
+            false,
+        )
+    };
+    let id = |serial: u64| head(serial).person_id;
+    let index = PersonIndex::prepared(50_000);
+    assert!(index.capacity() >= 50_000);
+    assert!(index.is_empty(), "the keys written to prepare it are gone");
+    let mut image = Image::new();
+    image.upsert_household(&household(
+        H1,
+        1,
+        Cause::Illness,
+        Status::Poor,
+        None,
+        350_000,
+        [true; 3],
+        "C1",
+        None,
+    ));
+    assert!(image.adopt_person_index(index));
+    for serial in 1..=1_000 {
+        image.place_person(&head(serial)).expect("household stored");
+    }
+    assert_eq!(image.persons_len(), 1_000);
+    assert_eq!(image.persons_stored(HouseholdId(H1)), 1_000);
+    assert_eq!(image.person_household(id(500)), Some(HouseholdId(H1)));
+    assert_eq!(image.person_household(id(5_000)), None);
+    // An image with persons keeps its own index (adopting would lose them).
+    assert!(!image.adopt_person_index(PersonIndex::prepared(100_000)));
+    assert_eq!(image.persons_len(), 1_000);
+    assert_eq!(image.person_household(id(1)), Some(HouseholdId(H1)));
+    // A smaller index than the one already reserved is not taken either.
+    let mut reserved = Image::new();
+    reserved.reserve(0, 100_000);
+    assert!(!reserved.adopt_person_index(PersonIndex::prepared(10)));
 }
