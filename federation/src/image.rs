@@ -7,6 +7,7 @@
 //! date, which only `age`/`age_band` may read.
 
 use crate::fast_hash::FastMap;
+use crate::slot_index::SlotIndex;
 
 use crate::record::{Cents, Household, HouseholdId, IdNumber, Person};
 use crate::standard::validate::INCOME_MAX_FEN;
@@ -107,26 +108,6 @@ pub struct PersonColumns {
     pub employed: Vec<bool>,
 }
 
-/// A packed ID number as two 32-bit halves: an entry of the person index (key and slot) is then
-/// 12 bytes instead of 16 (a `u64` key pads the entry to its alignment), so the index of ten
-/// million persons is 64 MB smaller and more of its entries share a cache line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PersonKey([u32; 2]);
-
-const _: () = assert!(std::mem::size_of::<(PersonKey, u32)>() == 12);
-
-impl From<IdNumber> for PersonKey {
-    fn from(id: IdNumber) -> PersonKey {
-        PersonKey([id.0 as u32, (id.0 >> 32) as u32])
-    }
-}
-
-impl std::hash::Hash for PersonKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
-    }
-}
-
 /// An empty person index with room for a bulk load, its memory already written once.
 ///
 /// In a fresh process the first write to each page of new memory costs the page's zeroing by
@@ -135,22 +116,12 @@ impl std::hash::Hash for PersonKey {
 /// them. Made in another thread ahead of time ([`PersonIndex::prepared`]) and handed to
 /// [`Image::adopt_person_index`], that cost leaves the writer's path.
 #[derive(Debug, Default)]
-pub struct PersonIndex(FastMap<PersonKey, u32>);
+pub struct PersonIndex(SlotIndex);
 
 impl PersonIndex {
-    /// An index with room for `persons` entries whose every page has been written: keys spread
-    /// by the hash over all buckets are inserted (about ten per page of buckets, so that a page
-    /// is missed with odds of about e^-10), then removed again. The memory stays.
+    /// An index with room for `persons` entries whose every page has been written.
     pub fn prepared(persons: usize) -> PersonIndex {
-        let mut map = FastMap::default();
-        map.reserve(persons);
-        let entries_per_page = (4096 / std::mem::size_of::<(PersonKey, u32)>()).max(1);
-        let writes = (map.capacity() / entries_per_page).saturating_mul(10);
-        for key in 0..writes.min(map.capacity()) as u64 {
-            map.insert(PersonKey([key as u32, (key >> 32) as u32]), 0);
-        }
-        map.clear();
-        PersonIndex(map)
+        PersonIndex(SlotIndex::with_capacity(persons))
     }
 
     /// Entries the index holds without growing.
@@ -186,8 +157,8 @@ impl Placed {
 pub struct Image {
     pub households: HouseholdColumns,
     pub persons: PersonColumns,
-    household_slots: FastMap<HouseholdId, u32>,
-    person_slots: FastMap<PersonKey, u32>,
+    household_slots: SlotIndex,
+    person_slots: SlotIndex,
     households_alive: usize,
     persons_alive: usize,
     /// The household last looked up by `upsert_person`, with its slot.
@@ -270,26 +241,32 @@ impl Image {
 
     /// The slot of a live household.
     pub fn household_slot(&self, id: HouseholdId) -> Option<u32> {
-        self.household_slots.get(&id).copied()
+        self.household_slots.get(id.0)
     }
 
     /// True when the household is stored.
     pub fn has_household(&self, id: HouseholdId) -> bool {
-        self.household_slots.contains_key(&id)
+        self.household_slots.contains(id.0)
     }
 
-    /// Looks the persons up without using the answer, so that their index entries are in the
-    /// cache when the rows are placed: the lookups of a batch are independent of each other
-    /// and overlap in the processor, where the lookups of `place_person` wait on each other.
+    /// Reads the persons' index entries without using them, so that they are in the cache when
+    /// the rows are placed (see `SlotIndex::warm`).
     pub fn warm_persons(&self, ids: impl Iterator<Item = IdNumber>) {
         for id in ids {
-            std::hint::black_box(self.person_slots.contains_key(&PersonKey::from(id)));
+            self.person_slots.warm(id.0);
+        }
+    }
+
+    /// As `warm_persons`, for households.
+    pub fn warm_households(&self, ids: impl Iterator<Item = HouseholdId>) {
+        for id in ids {
+            self.household_slots.warm(id.0);
         }
     }
 
     /// The household a stored person belongs to.
     pub fn person_household(&self, id: IdNumber) -> Option<HouseholdId> {
-        let slot = *self.person_slots.get(&PersonKey::from(id))?;
+        let slot = self.person_slots.get(id.0)?;
         let household_slot = self.persons.household_slot[slot as usize];
         Some(HouseholdId(
             self.households.household_id[household_slot as usize],
@@ -309,10 +286,14 @@ impl Image {
             self.households.relocation_sites.intern(site)
         });
         let columns = &mut self.households;
-        let slot = match self.household_slots.get(&row.household_id) {
-            Some(slot) => *slot as usize,
+        let next_slot = columns.alive.len();
+        let slot = match self
+            .household_slots
+            .get_or_insert(row.household_id.0, next_slot as u32)
+        {
+            Some(slot) => slot as usize,
             None => {
-                let slot = columns.alive.len();
+                let slot = next_slot;
                 columns.alive.push(true);
                 columns.household_id.push(0);
                 columns.region_code.push(0);
@@ -331,7 +312,6 @@ impl Image {
                 columns.relocation_site.push(NULL_CODE);
                 columns.persons_stored.push(0);
                 columns.head_id.push(0);
-                self.household_slots.insert(row.household_id, slot as u32);
                 self.households_alive += 1;
                 slot
             }
@@ -412,9 +392,9 @@ impl Image {
         let columns = &mut self.persons;
         let next_slot = columns.alive.len() as u32;
         let mut before = None;
-        let slot = match self.person_slots.entry(PersonKey::from(row.person_id)) {
-            std::collections::hash_map::Entry::Occupied(entry) => {
-                let slot = *entry.get() as usize;
+        let slot = match self.person_slots.get_or_insert(row.person_id.0, next_slot) {
+            Some(slot) => {
+                let slot = slot as usize;
                 let previous = columns.household_slot[slot] as usize;
                 self.households.persons_stored[previous] -= 1;
                 before = Some((
@@ -423,8 +403,7 @@ impl Image {
                 ));
                 slot
             }
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(next_slot);
+            None => {
                 let slot = next_slot as usize;
                 columns.alive.push(true);
                 columns.household_slot.push(0);
@@ -459,7 +438,7 @@ impl Image {
     /// Removes a household and the given persons (its members, as storage found them).
     pub fn remove_household(&mut self, id: HouseholdId, persons: &[IdNumber]) -> bool {
         for person in persons {
-            if let Some(slot) = self.person_slots.remove(&PersonKey::from(*person)) {
+            if let Some(slot) = self.person_slots.remove(person.0) {
                 let slot = slot as usize;
                 self.persons.alive[slot] = false;
                 let household_slot = self.persons.household_slot[slot] as usize;
@@ -470,7 +449,7 @@ impl Image {
         if self.last_household.is_some_and(|(last, _)| last == id) {
             self.last_household = None;
         }
-        match self.household_slots.remove(&id) {
+        match self.household_slots.remove(id.0) {
             Some(slot) => {
                 self.households.alive[slot as usize] = false;
                 self.households_alive -= 1;

@@ -16,5 +16,6 @@ pub mod query;
 pub mod record;
 pub mod region;
 pub mod schema;
+pub mod slot_index;
 pub mod standard;
 pub mod wire;

@@ -1022,6 +1022,11 @@ impl<'a> Writer<'a> {
                 }
                 Message::Batch { file, mut items } => {
                     self.store
+                        .warm_households(items.iter().filter_map(|item| match item {
+                            Item::Household { row, .. } => Some(row.household_id),
+                            _ => None,
+                        }));
+                    self.store
                         .warm_persons(items.iter().filter_map(|item| match item {
                             Item::Person { row, .. } => Some(row.person_id),
                             _ => None,

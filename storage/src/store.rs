@@ -757,6 +757,12 @@ impl Store {
         self.image.adopt_person_index(index)
     }
 
+    /// Brings the image's index entries of these households into the cache ahead of staging
+    /// them (see `Image::warm_persons`).
+    pub fn warm_households(&self, ids: impl Iterator<Item = HouseholdId>) {
+        self.image.warm_households(ids);
+    }
+
     /// Brings the image's index entries of these persons into the cache ahead of staging them
     /// (see `Image::warm_persons`).
     pub fn warm_persons(&self, ids: impl Iterator<Item = IdNumber>) {
