@@ -34,6 +34,9 @@ const CF_META: &str = "meta";
 const CF_RAFT_LOG: &str = "raft_log";
 /// Raft hard state, conf state, latest snapshot and applied state; `raft_log.rs` owns the keys.
 const CF_RAFT_STATE: &str = "raft_state";
+/// The most rows per table the image makes room for up front at open, whatever the database's
+/// own estimate says (a county holds well under a million households).
+const IMAGE_RESERVE_ROWS_MAX: usize = 1 << 26;
 const COLUMN_FAMILIES: [&str; 5] = [
     CF_HOUSEHOLDS,
     CF_PERSONS,
@@ -518,7 +521,9 @@ impl Store {
                 .property_int_value_cf(self.cf(name), "rocksdb.estimate-num-keys")
                 .ok()
                 .flatten()
-                .unwrap_or(0) as usize
+                .unwrap_or(0)
+                // An estimate read from the files on disk; room beyond the cap grows as needed.
+                .min(IMAGE_RESERVE_ROWS_MAX as u64) as usize
         };
         image.reserve(estimate(CF_HOUSEHOLDS), estimate(CF_PERSONS));
         let snapshot = self.db.snapshot();
