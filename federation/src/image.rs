@@ -16,6 +16,9 @@ use crate::standard::validate::INCOME_MAX_FEN;
 pub const NULL_CODE: u32 = u32::MAX;
 /// Value of `exit_year` for a null cell.
 pub const NULL_YEAR: u16 = 0;
+/// The most rows of a table that room is made for ahead of time (`Image::reserve`); a county
+/// holds well under a million households.
+pub const RESERVE_ROWS_MAX: usize = 1 << 25;
 
 /// A household's income as its column holds it. The standard bounds income to
 /// `0..=INCOME_MAX_FEN`, which validation checks on import and the row codec on reading a stored
@@ -176,8 +179,12 @@ impl Image {
     /// Makes room for about this many more rows: the index for that many, the columns for an
     /// eighth more. An estimate that falls a little short then costs no column its doubling
     /// (a copy, and memory touched for the first time); reserved and unused column memory is
-    /// never touched. The index gets no margin: its room is rounded up to a power of two.
+    /// never touched. The index gets no margin: its room is rounded up to a power of two. Each
+    /// count is an estimate (from a database's files, from input sizes) and is capped at
+    /// [`RESERVE_ROWS_MAX`]; rows beyond it still fit, they grow the image step by step.
     pub fn reserve(&mut self, households: usize, persons: usize) {
+        let households = households.min(RESERVE_ROWS_MAX);
+        let persons = persons.min(RESERVE_ROWS_MAX);
         if households > 0 {
             self.household_slots.reserve(households);
             let households = households + households / 8;
@@ -249,19 +256,15 @@ impl Image {
         self.household_slots.contains(id.0)
     }
 
-    /// Reads the persons' index entries without using them, so that they are in the cache when
-    /// the rows are placed (see `SlotIndex::warm`).
-    pub fn warm_persons(&self, ids: impl Iterator<Item = IdNumber>) {
-        for id in ids {
-            self.person_slots.warm(id.0);
-        }
+    /// Reads the person's index entry without using it, so that it is in the cache when the
+    /// row is placed soon after (see `SlotIndex::warm`).
+    pub fn warm_person(&self, id: IdNumber) {
+        self.person_slots.warm(id.0);
     }
 
-    /// As `warm_persons`, for households.
-    pub fn warm_households(&self, ids: impl Iterator<Item = HouseholdId>) {
-        for id in ids {
-            self.household_slots.warm(id.0);
-        }
+    /// As `warm_person`, for a household.
+    pub fn warm_household(&self, id: HouseholdId) {
+        self.household_slots.warm(id.0);
     }
 
     /// The household a stored person belongs to.

@@ -144,15 +144,11 @@ impl SlotIndex {
                 }
             };
         }
-        if self.entries.is_empty() {
+        if self.len >= self.capacity() {
             self.reserve(1);
         }
         match self.find(key) {
             Ok(at) => Some(self.entries[at][2]),
-            Err(_) if self.len >= self.capacity() => {
-                self.reserve(1);
-                self.get_or_insert(key, slot)
-            }
             Err(at) => {
                 self.entries[at] = entry(key, slot);
                 self.len += 1;
@@ -199,13 +195,6 @@ impl SlotIndex {
         if !self.entries.is_empty() {
             std::hint::black_box(self.entries[self.home(key)]);
         }
-    }
-
-    /// Removes every key; the memory stays.
-    pub fn clear(&mut self) {
-        self.entries.fill(FREE);
-        self.len = 0;
-        self.max_key = None;
     }
 }
 
@@ -278,10 +267,6 @@ mod tests {
         }
         assert_eq!(index.entries.len(), entries);
         assert_eq!(index.len(), 1000);
-        index.clear();
-        assert!(index.is_empty());
-        assert_eq!(index.get(7919), None);
-        assert_eq!(index.entries.len(), entries);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tiermesh_federation::fast_hash::{FastMap, FastSet};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tiermesh_federation::date::Date;
-use tiermesh_federation::image::PersonIndex;
+use tiermesh_federation::image::{PersonIndex, RESERVE_ROWS_MAX};
 use tiermesh_federation::record::{format_cents, Household, HouseholdId, IdNumber, Person};
 use tiermesh_federation::region::RegionCode;
 use tiermesh_federation::schema::Table;
@@ -36,9 +36,6 @@ pub const BATCH_ROWS_DEFAULT: usize = 65_536;
 const HANDOFF_ROWS: usize = 2_048;
 /// Largest batch accepted.
 pub const BATCH_ROWS_MAX: usize = 1 << 20;
-/// Rows the image makes room for ahead, at most, per table and import (a hint; more rows still
-/// fit, they grow the image step by step).
-const EXPECT_ROWS_MAX: usize = 1 << 25;
 /// Batches in flight between each reader and the writer (of `HANDOFF_ROWS` rows, about 5 MB
 /// in all per reader): enough that the readers keep parsing while the writer stalls on memory
 /// it touches for the first time (the image's reservation when persons start), instead of the
@@ -438,7 +435,7 @@ pub fn import(
             .filter(|input| input.table == table)
             .map(|input| input.bytes)
             .sum();
-        estimate_rows(&first.path, bytes).map(|rows| rows.min(EXPECT_ROWS_MAX))
+        estimate_rows(&first.path, bytes).map(|rows| rows.min(RESERVE_ROWS_MAX))
     };
     let expected_rows = if options.dry_run {
         [None, None]
@@ -1021,16 +1018,16 @@ impl<'a> Writer<'a> {
                     );
                 }
                 Message::Batch { file, mut items } => {
-                    self.store
-                        .warm_households(items.iter().filter_map(|item| match item {
-                            Item::Household { row, .. } => Some(row.household_id),
-                            _ => None,
-                        }));
-                    self.store
-                        .warm_persons(items.iter().filter_map(|item| match item {
-                            Item::Person { row, .. } => Some(row.person_id),
-                            _ => None,
-                        }));
+                    // The batch's index entries are read first, their cache misses overlapping.
+                    for item in &items {
+                        match item {
+                            Item::Household { row, .. } => {
+                                self.store.warm_household(row.household_id)
+                            }
+                            Item::Person { row, .. } => self.store.warm_person(row.person_id),
+                            Item::Rejected { .. } => {}
+                        }
+                    }
                     for item in items.drain(..) {
                         self.apply(file, item)?;
                     }

@@ -34,9 +34,6 @@ const CF_META: &str = "meta";
 const CF_RAFT_LOG: &str = "raft_log";
 /// Raft hard state, conf state, latest snapshot and applied state; `raft_log.rs` owns the keys.
 const CF_RAFT_STATE: &str = "raft_state";
-/// The most rows per table the image makes room for up front at open, whatever the database's
-/// own estimate says (a county holds well under a million households).
-const IMAGE_RESERVE_ROWS_MAX: usize = 1 << 26;
 const COLUMN_FAMILIES: [&str; 5] = [
     CF_HOUSEHOLDS,
     CF_PERSONS,
@@ -394,10 +391,10 @@ impl Committer {
     }
 }
 
-/// Options of the record tables, shared by the column families and the bulk-load writer.
 /// Threads that read in parallel in `Store::households`.
 pub const PARALLEL_READS: usize = 8;
 
+/// Options of the record tables, shared by the column families and the bulk-load writer.
 fn table_options() -> Options {
     let mut options = Options::default();
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -521,9 +518,8 @@ impl Store {
                 .property_int_value_cf(self.cf(name), "rocksdb.estimate-num-keys")
                 .ok()
                 .flatten()
-                .unwrap_or(0)
-                // An estimate read from the files on disk; room beyond the cap grows as needed.
-                .min(IMAGE_RESERVE_ROWS_MAX as u64) as usize
+                // An estimate read from the files on disk: `Image::reserve` caps what it takes.
+                .unwrap_or(0) as usize
         };
         image.reserve(estimate(CF_HOUSEHOLDS), estimate(CF_PERSONS));
         let snapshot = self.db.snapshot();
@@ -762,16 +758,15 @@ impl Store {
         self.image.adopt_person_index(index)
     }
 
-    /// Brings the image's index entries of these households into the cache ahead of staging
-    /// them (see `Image::warm_persons`).
-    pub fn warm_households(&self, ids: impl Iterator<Item = HouseholdId>) {
-        self.image.warm_households(ids);
+    /// Brings the image's index entry of this household into the cache ahead of staging it
+    /// (see `SlotIndex::warm`).
+    pub fn warm_household(&self, id: HouseholdId) {
+        self.image.warm_household(id);
     }
 
-    /// Brings the image's index entries of these persons into the cache ahead of staging them
-    /// (see `Image::warm_persons`).
-    pub fn warm_persons(&self, ids: impl Iterator<Item = IdNumber>) {
-        self.image.warm_persons(ids);
+    /// As `warm_household`, for a person.
+    pub fn warm_person(&self, id: IdNumber) {
+        self.image.warm_person(id);
     }
 
     /// A stored household's `members` and the persons stored for it; cheap for households
